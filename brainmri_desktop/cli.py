@@ -1,0 +1,141 @@
+"""`brainmri`: list models and triage images from the command line.
+
+The CSV written by `predict` is a contract other tools read: one row per slice with at least
+path, frame, model_id, probability, threshold, flagged, tta_std, cam_path, and error for inputs that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+from pathlib import Path
+
+from . import __version__
+from .core import runtime  # noqa: F401 - quietens TensorFlow's start-up logging before it loads
+from .core.errors import BrainMRIError
+from .core.io import load_paths
+from .core.packages import discover
+
+CSV_COLUMNS = [
+    "path", "frame", "model_id", "probability", "threshold", "flagged", "second_look",
+    "tta_std", "augmentations", "cam_path", "error",
+]
+DISCLAIMER = "BrainMRI is a triage aid, not a diagnosis: every result needs review by a qualified reader."
+
+
+def _headline(metrics: dict) -> str:
+    parts = []
+    for key in ("auc", "sensitivity", "specificity"):
+        value = metrics.get("validation", {}).get(key) if isinstance(metrics.get("validation"), dict) else None
+        if isinstance(value, dict):
+            value = value.get("value")
+        if isinstance(value, (int, float)):
+            parts.append(f"{key}={value:.3f}")
+    return " ".join(parts) or "-"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    entries = discover(args.models_dir)
+    if not entries:
+        print("no model packages found", file=sys.stderr)
+        return 1
+    print(f"{'id':28} {'name':34} {'source':8} {'threshold':>9}  metrics")
+    for e in entries:
+        if e.ok:
+            m = e.manifest
+            print(f"{m.id:28} {m.name[:34]:34} {e.source:8} {m.threshold.threshold:9.3f}  {_headline(m.metrics)}")
+        else:
+            print(f"{e.path.name:28} {'UNUSABLE':34} {e.source:8} {'-':>9}  {e.error.reason}", file=sys.stdout)
+    return 0 if any(e.ok for e in entries) else 1
+
+
+def _cam_name(path: Path, frame: int) -> str:
+    # The hash keeps names unique for equal file names in different folders, without any patient data in the name.
+    tag = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{path.stem}_{tag}_f{frame}.npy"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core.gradcam import GradCAM
+    from .core.inference import LoadedModel, TTAConfig, find_model, predict
+    from .core.preprocess import preprocess_slice
+
+    try:
+        entry = find_model(discover(args.models_dir), args.model)
+        model = LoadedModel.load(entry)
+    except BrainMRIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = load_paths(args.paths)
+    for err in report.errors:
+        print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
+    slices = report.slices
+    spec = model.manifest.preprocessing
+    inputs = [preprocess_slice(s, spec) for s in slices]
+    tta = TTAConfig(count=args.tta or model.manifest.default_tta, adaptive=not args.full_tta)
+    point = model.manifest.operating_point(args.high_sensitivity)
+    results = predict(model, inputs, tta=tta, point=point)
+    cam_paths = [""] * len(slices)
+    if args.cam_dir:
+        cam_dir = Path(args.cam_dir)
+        cam_dir.mkdir(parents=True, exist_ok=True)
+        cam = GradCAM(model)
+        for start in range(0, len(inputs), 16):
+            for i, heat in enumerate(cam.slice_maps(inputs[start : start + 16]), start):
+                target = cam_dir / _cam_name(slices[i].path, slices[i].frame)
+                np.save(target, heat.astype(np.float32))
+                cam_paths[i] = str(target)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    try:
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for s, r, cam_path in zip(slices, results, cam_paths):
+            writer.writerow({
+                "path": str(s.path), "frame": s.frame, "model_id": model.id,
+                "probability": f"{r.probability:.6f}", "threshold": f"{r.threshold:.6f}",
+                "flagged": int(r.flagged), "second_look": int(r.second_look), "tta_std": f"{r.tta_std:.6f}",
+                "augmentations": r.augmentations, "cam_path": cam_path, "error": "",
+            })
+        for err in report.errors:
+            writer.writerow({"path": err.path, "frame": 0, "model_id": model.id, "error": err.reason})
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    flagged = sum(r.flagged for r in results)
+    print(f"{len(results)} slices, {flagged} flagged by {model.id} ({runtime.device_description()}); "
+          f"{len(report.errors)} inputs unreadable. {DISCLAIMER}", file=sys.stderr)
+    return 0 if slices else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brainmri", description=f"Brain MRI tumour triage. {DISCLAIMER}")
+    parser.add_argument("--version", action="version", version=f"brainmri {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--models-dir", action="append", type=Path, default=[],
+                        help="another folder of model packages (repeatable; also BRAINMRI_MODELS)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", parents=[common], help="list every model package found").set_defaults(func=cmd_models)
+    p = sub.add_parser("predict", parents=[common], help="triage images, DICOM files and folders")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--model", help="model id (default: the bundled ResNet50, else the first usable model)")
+    p.add_argument("--tta", type=int, help="test-time augmentations, 1-8 (default: the model's)")
+    p.add_argument("--full-tta", action="store_true", help="augment every slice, not only those near the threshold")
+    p.add_argument("--high-sensitivity", action="store_true", help="use the model's high-sensitivity operating point")
+    p.add_argument("--cam-dir", type=Path, help="save each slice's Grad-CAM map here as float32 .npy")
+    p.add_argument("--out", type=Path, help="CSV file (default: standard output)")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""PNG, JPEG, TIFF and BMP files: 8- or 16-bit, grey, RGB or RGBA, read as one greyscale slice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import UnreadableFileError
+from .slices import SeriesInfo, Slice
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+
+# Refuse absurd sizes before decoding: a corrupt header can claim gigapixels.
+MAX_PIXELS = 64 * 1024 * 1024
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Greyscale of a decoded image in OpenCV's channel order, alpha dropped, bit depth kept."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[..., 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+    raise ValueError(f"unexpected image shape {image.shape}")
+
+
+def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise UnreadableFileError(path, "empty file")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise UnreadableFileError(path, "not a readable image (corrupt, truncated or not an image format)")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise UnreadableFileError(path, f"image too large ({image.shape[1]}x{image.shape[0]})")
+    if image.dtype not in (np.uint8, np.uint16):
+        image = image.astype(np.float32)
+    try:
+        grey = to_grey(image)
+    except ValueError as exc:
+        raise UnreadableFileError(path, str(exc)) from None
+    if min(grey.shape) < 8:
+        raise UnreadableFileError(path, f"image too small ({grey.shape[1]}x{grey.shape[0]})")
+    return Slice(path=path, pixels=np.ascontiguousarray(grey), series=series)

@@ -1,0 +1,63 @@
+"""The Slice type: one 2-D greyscale image with its geometry and metadata, the patient's identity kept apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PatientInfo:
+    """Identifying fields. Their repr hides them so that a slice logged or printed by mistake leaks nothing."""
+
+    name: str = ""
+    patient_id: str = ""
+    birth_date: str = ""
+    accession: str = ""
+
+    def __repr__(self) -> str:
+        return "PatientInfo(<hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    uid: str
+    description: str = ""
+    modality: str = ""
+    study_description: str = ""
+    study_date: str = ""
+
+
+@dataclass(eq=False)
+class Slice:
+    """Pixels as stored (after the modality LUT and MONOCHROME1 inversion), plus where they came from.
+
+    The array keeps its stored integer type where it can, so a study is held once at its own size; `values()` gives
+    the float32 view that preprocessing and display use.
+    """
+
+    path: Path
+    pixels: np.ndarray
+    frame: int = 0
+    window: tuple[float, float] | None = None  # (centre, width) from the file, in `values()` units
+    position: float | None = None  # along the slice normal, in mm
+    instance: int | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    series: SeriesInfo | None = None
+    patient: PatientInfo = field(default_factory=PatientInfo, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    @property
+    def label(self) -> str:
+        """A short name for lists and CSV rows: the file name, with the frame when the file holds several."""
+        return f"{self.path.name}[{self.frame}]" if self.frame else self.path.name
+
+    def values(self) -> np.ndarray:
+        return self.pixels.astype(np.float32, copy=False)

@@ -1,0 +1,147 @@
+"""The model manifest: everything the application must know about a model besides its weights."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ModelPackageError
+from .preprocess import PreprocessSpec
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ARCHITECTURES = ("cnn", "resnet50")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A decision threshold on the calibrated probability and how it was chosen."""
+
+    threshold: float
+    method: str  # for example "youden_j" or "sensitivity>=0.95"
+    data: str  # which predictions it was chosen on
+    sensitivity: float | None = None
+    specificity: float | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    name: str
+    architecture: str
+    preprocessing: PreprocessSpec
+    gradcam_layer: str
+    temperature: float
+    threshold: OperatingPoint
+    files: dict[str, str]  # file name -> sha256, every file of the package but the manifest
+    architecture_file: str = "architecture.json"
+    weights_file: str = "weights.npz"
+    weights_dtype: str = "float32"
+    high_sensitivity: OperatingPoint | None = None
+    default_tta: int = 1
+    version: str = "1"
+    initialisation: str = "random"
+    metrics: dict = field(default_factory=dict)
+    training_data: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    created: str = ""
+    trainer_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.input_size
+
+    def operating_point(self, high_sensitivity: bool = False) -> OperatingPoint:
+        return self.high_sensitivity if high_sensitivity and self.high_sensitivity else self.threshold
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        d["input_size"] = self.input_size
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _point(d: dict | None, where: Path, key: str) -> OperatingPoint | None:
+    if d is None:
+        return None
+    try:
+        point = OperatingPoint(
+            threshold=float(d["threshold"]),
+            method=str(d["method"]),
+            data=str(d.get("data", "")),
+            sensitivity=None if d.get("sensitivity") is None else float(d["sensitivity"]),
+            specificity=None if d.get("specificity") is None else float(d["specificity"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelPackageError(where, f"manifest field {key!r} is invalid ({exc})") from None
+    if not 0.0 < point.threshold < 1.0:
+        raise ModelPackageError(where, f"manifest {key} threshold {point.threshold} is outside (0, 1)")
+    return point
+
+
+def parse_manifest(text: str, where: Path) -> Manifest:
+    """Validate and build a manifest; every problem is a ModelPackageError naming the package."""
+    try:
+        d = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelPackageError(where, f"manifest.json is not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise ModelPackageError(where, "manifest.json must hold an object")
+    if d.get("schema_version") != SCHEMA_VERSION:
+        raise ModelPackageError(where, f"unsupported manifest schema {d.get('schema_version')!r} (expected {SCHEMA_VERSION})")
+    missing = [k for k in ("id", "name", "architecture", "preprocessing", "gradcam_layer", "temperature", "threshold", "files") if k not in d]
+    if missing:
+        raise ModelPackageError(where, f"manifest lacks {', '.join(missing)}")
+    if not isinstance(d["id"], str) or not _ID_PATTERN.match(d["id"]):
+        raise ModelPackageError(where, "manifest id must be 1-64 letters, digits, '.', '_' or '-'")
+    if d["architecture"] not in ARCHITECTURES:
+        raise ModelPackageError(where, f"unknown architecture {d['architecture']!r}")
+    files = d["files"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ModelPackageError(where, "manifest 'files' must map file names to sha256 digests")
+    for name in files:
+        if Path(name).name != name or name in ("", ".", "..", MANIFEST_NAME):
+            raise ModelPackageError(where, f"manifest lists an invalid file name {name!r}")
+    try:
+        temperature = float(d["temperature"])
+        spec = PreprocessSpec.from_dict(d["preprocessing"])
+        default_tta = int(d.get("default_tta", 1))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelPackageError(where, f"manifest has an invalid value ({exc})") from None
+    if not 0.01 <= temperature <= 100:
+        raise ModelPackageError(where, f"calibration temperature {temperature} is implausible")
+    if not 1 <= default_tta <= 16:
+        raise ModelPackageError(where, f"default_tta {default_tta} is outside 1-16")
+    manifest = Manifest(
+        id=d["id"],
+        name=str(d["name"]),
+        architecture=d["architecture"],
+        preprocessing=spec,
+        gradcam_layer=str(d["gradcam_layer"]),
+        temperature=temperature,
+        threshold=_point(d["threshold"], where, "threshold"),
+        high_sensitivity=_point(d.get("high_sensitivity"), where, "high_sensitivity"),
+        files=dict(files),
+        architecture_file=str(d.get("architecture_file", "architecture.json")),
+        weights_file=str(d.get("weights_file", "weights.npz")),
+        weights_dtype=str(d.get("weights_dtype", "float32")),
+        default_tta=default_tta,
+        version=str(d.get("version", "1")),
+        initialisation=str(d.get("initialisation", "")),
+        metrics=d.get("metrics") if isinstance(d.get("metrics"), dict) else {},
+        training_data=d.get("training_data") if isinstance(d.get("training_data"), dict) else {},
+        config=d.get("config") if isinstance(d.get("config"), dict) else {},
+        created=str(d.get("created", "")),
+        trainer_version=str(d.get("trainer_version", "")),
+    )
+    for name in (manifest.architecture_file, manifest.weights_file):
+        if name not in manifest.files:
+            raise ModelPackageError(where, f"manifest does not list its own model file {name!r}")
+    return manifest

@@ -1,0 +1,103 @@
+"""The two architectures of the seed report, built as flat functional graphs with a named `logit` layer.
+
+Both take any input size (the spatial dimensions are None), so progressive resizing trains one set of weights from a
+low resolution up to the final one. The sigmoid sits in its own layer after `logit`: inference averages logits and
+Grad-CAM differentiates the logit, never the saturated probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GRADCAM_LAYERS = {"cnn": "block3_relu", "resnet50": "conv5_block3_out"}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    arch: str = "cnn"
+    cnn_widths: tuple[int, ...] = (32, 64, 128)
+    cnn_dropouts: tuple[float, ...] = (0.3, 0.4, 0.5)
+    head_dropout: float = 0.4
+    l2: float = 1e-4
+    backbone_weights: str = "random"  # "imagenet", "random" or a path to a local weights file
+
+
+def _head(x, keras, dropout: float):
+    x = keras.layers.Dense(128, activation="relu", name="fc128")(x)
+    x = keras.layers.Dropout(dropout, name="fc128_dropout")(x)
+    x = keras.layers.Dense(64, activation="relu", name="fc64")(x)
+    return x
+
+
+def build_cnn(cfg: ArchConfig):
+    import keras
+
+    inputs = keras.Input((None, None, 3), name="image")
+    x = inputs
+    for i, (width, drop) in enumerate(zip(cfg.cnn_widths, cfg.cnn_dropouts), start=1):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        x = keras.layers.Dropout(drop, name=f"block{i}_dropout")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = _head(x, keras, cfg.head_dropout)
+    logit = keras.layers.Dense(1, name="logit")(x)
+    prob = keras.layers.Activation("sigmoid", name="prob")(logit)
+    return keras.Model(inputs, prob, name="brainmri_cnn")
+
+
+def _dense_bn(x, keras, units: int, dropout: float, reg, name: str):
+    x = keras.layers.Dense(units, kernel_regularizer=reg, name=f"{name}_dense")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+
+
+def add_conv_l2(model, l2: float) -> None:
+    """L2 on every convolution kernel of a model built elsewhere (the Keras ResNet50 has no regulariser argument).
+    Keras 3 collects a variable's `regularizer` into the loss, so setting it after building is enough."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and l2 > 0:
+            layer.kernel.regularizer = keras.regularizers.L2(l2)
+
+
+def build_resnet50(cfg: ArchConfig):
+    import keras
+
+    inputs = keras.Input((None, None, 3), name="image")
+    weights = None if cfg.backbone_weights == "random" else cfg.backbone_weights
+    # input_tensor puts the backbone's layers into this graph, so Grad-CAM can reach conv5_block3_out from the input.
+    base = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=inputs)
+    reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(base.output)
+    a = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_a")
+    b = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_b")
+    x = keras.layers.Add(name="branch_merge")([a, b])
+    x = _dense_bn(x, keras, 256, cfg.head_dropout, reg, "head256")
+    x = _dense_bn(x, keras, 128, 0.3, reg, "head128")
+    logit = keras.layers.Dense(1, kernel_regularizer=reg, name="logit")(x)
+    prob = keras.layers.Activation("sigmoid", name="prob")(logit)
+    model = keras.Model(inputs, prob, name="brainmri_resnet50")
+    add_conv_l2(model, cfg.l2)
+    return model
+
+
+def build(cfg: ArchConfig):
+    if cfg.arch == "cnn":
+        return build_cnn(cfg)
+    if cfg.arch == "resnet50":
+        return build_resnet50(cfg)
+    raise ValueError(f"unknown architecture {cfg.arch!r}")
+
+
+def backbone_layer_names(model) -> list[str]:
+    """Names of the ResNet50 backbone's layers in order (those before the head), for partial unfreezing."""
+    names = []
+    for layer in model.layers:
+        if layer.name == "gap":
+            break
+        names.append(layer.name)
+    return names

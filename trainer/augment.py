@@ -1,0 +1,57 @@
+"""Training augmentation in three strengths, on preprocessed uint8 images.
+
+'heavy' adds what another scanner or sequence would change: gamma, contrast, a smooth bias field, blur, noise and JPEG
+artefacts, besides geometric distortions. Sources in the training data differ in exactly these ways, and a model that
+has seen them varied cannot use them to tell the sources (and so the labels) apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+STRENGTHS = ("none", "moderate", "heavy")
+
+
+def bias_field(image: np.ndarray, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
+    """Multiply by a smooth random field, as coil inhomogeneity does."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / h - 0.5, xx / w - 0.5
+    c = rng.uniform(-strength, strength, size=5)
+    field = 1 + c[0] * xx + c[1] * yy + c[2] * xx * yy + c[3] * xx**2 + c[4] * yy**2
+    return np.clip(image.astype(np.float32) * field, 0, 255).astype(np.uint8)
+
+
+def build_augmenter(strength: str, seed: int = 0) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    if strength not in STRENGTHS:
+        raise ValueError(f"augmentation strength must be one of {STRENGTHS}")
+    if strength == "none":
+        return None
+    import albumentations as A
+
+    geometric = [
+        A.HorizontalFlip(p=0.5),
+        A.Affine(rotate=(-15, 15), translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), p=0.8, border_mode=0),
+    ]
+    intensity = [
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.6),
+        A.RandomGamma(gamma_limit=(75, 135), p=0.5),
+    ]
+    heavy = [
+        A.CLAHE(clip_limit=(1, 3), p=0.15),
+        A.OneOf([A.ElasticTransform(alpha=20, sigma=5), A.GridDistortion(distort_limit=0.2)], p=0.25),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.3),
+        A.GaussianBlur(blur_limit=(3, 5), p=0.2),
+        A.ImageCompression(quality_range=(35, 95), p=0.3),
+    ]
+    pipeline = A.Compose(geometric + intensity + (heavy if strength == "heavy" else []), seed=seed)
+
+    def apply(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = pipeline(image=image)["image"]
+        if strength == "heavy" and rng.random() < 0.4:
+            out = bias_field(out, rng)
+        return out
+
+    return apply

@@ -1,0 +1,92 @@
+"""Temperature (or Platt) scaling, calibration error, and the operating points stored in a manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from brainmri_desktop.core.inference import sigmoid
+
+
+def _nll(z: np.ndarray, y: np.ndarray) -> float:
+    # log(1 + e^z) - y z, written stably
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 minimising the log loss of sigmoid(logit / T) on held-out predictions."""
+    z, y = np.asarray(logits, float), np.asarray(labels, float)
+    res = minimize_scalar(lambda t: _nll(z / np.exp(t), y), bounds=(np.log(0.05), np.log(50.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: sigmoid(a z + b), fitted by logistic regression on the logit."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e6).fit(np.asarray(logits, float).reshape(-1, 1), np.asarray(labels, int))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Weighted mean gap between confidence and frequency over equal-width probability bins."""
+    p, y = np.asarray(probs, float), np.asarray(labels, float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(p[sel].mean() - y[sel].mean())
+    return float(ece)
+
+
+@dataclass(frozen=True)
+class Point:
+    threshold: float
+    sensitivity: float
+    specificity: float
+
+
+def _rates(probs: np.ndarray, labels: np.ndarray, t: float) -> tuple[float, float]:
+    pred = probs >= t
+    pos, neg = labels == 1, labels == 0
+    sens = float(pred[pos].mean()) if pos.any() else float("nan")
+    spec = float((~pred[neg]).mean()) if neg.any() else float("nan")
+    return sens, spec
+
+
+def _candidates(probs: np.ndarray) -> np.ndarray:
+    """Midpoints between consecutive distinct probabilities: every distinct decision, none on a sample exactly."""
+    u = np.unique(np.clip(probs, 1e-6, 1 - 1e-6))
+    mids = (u[1:] + u[:-1]) / 2 if len(u) > 1 else u
+    return np.clip(mids, 1e-6, 1 - 1e-6)
+
+
+def youden_threshold(probs: np.ndarray, labels: np.ndarray) -> Point:
+    """The threshold maximising sensitivity + specificity - 1 (Youden's J); ties go to the one nearest 0.5."""
+    probs, labels = np.asarray(probs, float), np.asarray(labels, int)
+    best = None
+    for t in _candidates(probs):
+        sens, spec = _rates(probs, labels, t)
+        key = (round(sens + spec - 1, 12), -abs(t - 0.5))
+        if best is None or key > best[0]:
+            best = (key, Point(float(t), sens, spec))
+    return best[1]
+
+
+def sensitivity_threshold(probs: np.ndarray, labels: np.ndarray, target: float = 0.95) -> Point:
+    """The highest threshold whose sensitivity still reaches `target` (so the best specificity at that sensitivity)."""
+    probs, labels = np.asarray(probs, float), np.asarray(labels, int)
+    for t in _candidates(probs)[::-1]:
+        sens, spec = _rates(probs, labels, t)
+        if sens >= target:
+            return Point(float(t), sens, spec)
+    t = float(_candidates(probs)[0])
+    return Point(t, *_rates(probs, labels, t))
+
+
+def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return sigmoid(np.asarray(logits, float) / temperature)

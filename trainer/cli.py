@@ -1,0 +1,148 @@
+"""`brainmri-train` (also `python -m trainer`): eda, train, cv, evaluate, ablate, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .config import DataRoot, TrainConfig, read_config  # noqa: E402
+
+
+def _config(args) -> TrainConfig:
+    cfg = read_config(getattr(args, "config", None))
+    changes = {k: getattr(args, k, None) for k in ("arch", "epochs", "img_size", "seed", "batch_size", "augment",
+                                                    "loss", "optimizer", "schedule", "backbone_weights",
+                                                    "steps_per_epoch", "cache_dir")}
+    if getattr(args, "exclude_source", None):
+        changes["exclude_sources"] = list(args.exclude_source)
+    cfg = cfg.override(**changes)
+    if getattr(args, "data", None):
+        label = getattr(args, "label", None)
+        cfg = cfg.override(data=[DataRoot(path=str(p), label=label).__dict__ for p in args.data])
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from .train import run
+
+    run(_config(args), args.out, resume=args.resume)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    path = export(args.run_dir, args.to, args.id, args.force, args.name)
+    print(f"exported {path}")
+    return 0
+
+
+def cmd_eda(args) -> int:
+    from .eda import eda
+
+    report = eda(_config(args), args.out)
+    print(json.dumps(report["summary"], indent=1))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_package
+
+    res = evaluate_package(args.model, _config(args), args.out)
+    print(json.dumps({k: res[k] for k in ("overall",)}, indent=1))
+    return 0
+
+
+def cmd_cv(args) -> int:
+    from .crossval import cross_validate
+
+    res = cross_validate(_config(args), args.out, folds=args.folds, leave_one_source_out=args.leave_one_source_out)
+    print(json.dumps(res["summary"], indent=1))
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from .ablate import ablate
+
+    table = ablate(Path(args.config), args.out)
+    print(table)
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--data", action="append", type=Path, required=required, help="a data root (repeatable)")
+    p.add_argument("--label", type=int, choices=(0, 1), help="one label for every image of the --data folders")
+    p.add_argument("--config", type=Path, help="TOML or YAML run configuration")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", choices=("cnn", "resnet50"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--img-size", type=int, dest="img_size")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--augment", choices=("none", "moderate", "heavy"))
+    p.add_argument("--loss", choices=("bce", "focal"))
+    p.add_argument("--optimizer", choices=("adam", "adamw"))
+    p.add_argument("--schedule", choices=("plateau", "cosine"))
+    p.add_argument("--backbone-weights", dest="backbone_weights", help="imagenet, random or a local weights file")
+    p.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
+    p.add_argument("--cache-dir", dest="cache_dir")
+    p.add_argument("--exclude-source", action="append", help="keep a source out of training (leave-source-out)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brainmri-train", description="Train, validate and export BrainMRI models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("eda", help="class balance, sizes, intensities and a sample grid")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_eda)
+    p = sub.add_parser("train", help="train, calibrate and choose thresholds; writes a run folder")
+    _data_args(p)
+    _train_args(p)
+    p.add_argument("--out", type=Path, default=Path("runs/latest"))
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("cv", help="k-fold or leave-one-source-out cross-validation")
+    _data_args(p)
+    _train_args(p)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--leave-one-source-out", action="store_true")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_cv)
+    p = sub.add_parser("evaluate", help="score a model package on a labelled folder")
+    p.add_argument("--model", type=Path, required=True)
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("ablate", help="train each override of a config and tabulate the results")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_ablate)
+    p = sub.add_parser("export", help="write a run's model package")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--to", type=Path, help="models folder (default: the per-user models folder)")
+    p.add_argument("--id")
+    p.add_argument("--name")
+    p.add_argument("--force", action="store_true", help="replace a package with the same id")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"brainmri-train: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

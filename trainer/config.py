@@ -1,0 +1,109 @@
+"""A training run's whole configuration: read from TOML or YAML, overridden from the command line, saved with the run."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    path: str
+    source: str | None = None  # defaults to the folder name
+    label: int | None = None  # one label for every image of a folder that has no class layout
+    weight: float = 1.0  # sampling weight of this source in the loss
+    class_map: dict[str, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source or Path(self.path).name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[DataRoot, ...] = ()
+    arch: str = "cnn"
+    img_size: int = 128
+    epochs: int = 20
+    batch_size: int = 16
+    seed: int = 0
+    loss: str = "bce"  # bce | focal
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "plateau"  # plateau | cosine
+    warmup_epochs: int = 1
+    patience: int = 6
+    augment: str = "heavy"  # none | moderate | heavy
+    clahe: bool = False
+    class_weights: bool = True
+    dedup_distance: int = 4
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    dropout: float = 0.4
+    backbone_weights: str = "random"  # imagenet | random | path to a weights file
+    head_epochs: int = 3
+    head_lr: float = 3e-4
+    unfreeze: int = 30
+    finetune_lr: float = 1.5e-5
+    progressive: tuple[tuple[int, int], ...] = ()  # (size, epochs) stages before the final size
+    steps_per_epoch: int | None = None  # cap on batches per epoch, for long CPU runs
+    exclude_sources: tuple[str, ...] = ()  # kept out of training and calibration; still reported (leave-source-out)
+    tta_eval: int = 4
+    sensitivity_target: float = 0.95
+    bootstrap: int = 500
+    cache_dir: str | None = None
+    workers: int = 2
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "data" in d:
+            d["data"] = tuple(DataRoot(**r) if isinstance(r, dict) else DataRoot(path=str(r)) for r in d["data"])
+        for key in ("fractions", "exclude_sources"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if "progressive" in d:
+            d["progressive"] = tuple(tuple(int(v) for v in stage) for stage in d["progressive"])
+        return cls(**d)
+
+    def override(self, **changes) -> "TrainConfig":
+        merged = self.to_dict()
+        merged.update({k: v for k, v in changes.items() if v is not None})
+        return TrainConfig.from_dict(merged)
+
+
+def read_config(path: Path | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        raw = yaml.safe_load(text) or {}
+    else:
+        raw = tomllib.loads(text)
+    raw.pop("ablations", None)
+    return TrainConfig.from_dict(raw)
+
+
+def validate(cfg: TrainConfig) -> None:
+    if cfg.arch not in ("cnn", "resnet50"):
+        raise ValueError("arch must be cnn or resnet50")
+    if cfg.loss not in ("bce", "focal") or cfg.optimizer not in ("adam", "adamw"):
+        raise ValueError("loss must be bce or focal; optimizer adam or adamw")
+    if cfg.schedule not in ("plateau", "cosine"):
+        raise ValueError("schedule must be plateau or cosine")
+    if not cfg.data:
+        raise ValueError("no data roots given (--data DIR or [[data]] in the config)")

@@ -1,0 +1,133 @@
+"""Preprocessed images, cached once per data set and preprocessing spec, and the batches Keras trains on.
+
+Every image goes through the application's own reader and `preprocess_slice`, so training and inference cannot
+drift. The cache holds uint8 images at the final input size; lower progressive-resizing stages shrink them on the fly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from brainmri_desktop.core.errors import BrainMRIError
+from brainmri_desktop.core.io.study import read_file
+from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, to_model_input
+
+from .data import Sample
+
+
+def preprocess_sample(sample: Sample, spec: PreprocessSpec) -> Preprocessed:
+    """First frame of the sample's file through the application's reader and preprocessing."""
+    return preprocess_slice(read_file(sample.path)[0], spec)
+
+
+def _work(args: tuple[str, dict]) -> tuple[np.ndarray | None, float, str]:
+    path, spec_dict = args
+    try:
+        p = preprocess_sample(Sample(Path(path), 0, ""), PreprocessSpec.from_dict(spec_dict))
+        return (p.image * 255 + 0.5).astype(np.uint8), p.head_fraction, ""
+    except BrainMRIError as exc:
+        return None, 0.0, exc.reason
+    except (ValueError, cv2.error, OSError) as exc:
+        return None, 0.0, f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Cache:
+    images: np.ndarray  # N x S x S uint8, zeros where unreadable
+    head_fraction: np.ndarray
+    errors: dict[int, str]  # sample index -> reason
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(len(self.images), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
+
+
+def _key(samples: list[Sample], spec: PreprocessSpec) -> str:
+    # The model's own normalisation is applied after the cache, so models that differ only there share one cache.
+    d = {k: v for k, v in spec.to_dict().items() if k not in ("model_normalisation", "steps")}
+    h = hashlib.sha1(json.dumps(d, sort_keys=True).encode())
+    for s in samples:
+        st = s.path.stat()
+        h.update(f"{s.path}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | None, workers: int = 2) -> Cache:
+    path = Path(cache_dir) / f"cache-{_key(samples, spec)}.npz" if cache_dir else None
+    if path and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
+            return Cache(z["images"], z["head_fraction"], errors)
+    jobs = [(str(s.path), spec.to_dict()) for s in samples]
+    size = spec.input_size
+    images = np.zeros((len(samples), size, size), dtype=np.uint8)
+    heads = np.zeros(len(samples), dtype=np.float32)
+    errors: dict[int, str] = {}
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            outcomes = pool.map(_work, jobs, chunksize=64)
+            results = list(outcomes)
+    else:
+        results = [_work(j) for j in jobs]
+    for i, (image, head, reason) in enumerate(results):
+        if image is None:
+            errors[i] = reason
+        else:
+            images[i], heads[i] = image, head
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, head_fraction=heads,
+                 error_index=np.array(list(errors), dtype=np.int64), error_reason=np.array(list(errors.values()), dtype=str))
+        tmp.replace(path)
+    return Cache(images, heads, errors)
+
+
+def batch_inputs(images_u8: np.ndarray, size: int, normalisation: str) -> np.ndarray:
+    """uint8 cache images as model input at `size` (shrunk for the low-resolution stages)."""
+    if images_u8.shape[1] != size:
+        images_u8 = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images_u8])
+    return to_model_input(images_u8.astype(np.float32) / 255.0, normalisation)
+
+
+def make_sequence(images, labels, weights, batch_size, size, normalisation, augmenter=None, shuffle=True, seed=0):
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Epoch-seeded order and augmentation, so a resumed run sees the batches an uninterrupted one would."""
+
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = 0
+            self._order()
+
+        def _order(self):
+            rng = np.random.default_rng([seed, self.epoch])
+            self.order = rng.permutation(len(images)) if shuffle else np.arange(len(images))
+
+        def __len__(self):
+            return int(np.ceil(len(images) / batch_size))
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            batch = images[idx]
+            if augmenter is not None:
+                rng = np.random.default_rng([seed, self.epoch, i])
+                batch = np.stack([augmenter(im, rng) for im in batch])
+            x = batch_inputs(batch, size, normalisation)
+            return x, labels[idx].astype(np.float32), weights[idx].astype(np.float32)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._order()
+
+    return Batches()

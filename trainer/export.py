@@ -1,0 +1,70 @@
+"""Turning a finished run folder into a model package the application finds."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from brainmri_desktop.core.manifest import Manifest, OperatingPoint
+from brainmri_desktop.core.packages import user_models_dir, write_package
+from brainmri_desktop.core.preprocess import PreprocessSpec
+
+from . import __version__
+from .architectures import GRADCAM_LAYERS
+
+NAMES = {"cnn": "Custom CNN (32-64-128)", "resnet50": "ResNet50, dual-branch head"}
+
+
+def _point(d: dict, method: str, data: str) -> OperatingPoint:
+    return OperatingPoint(threshold=float(d["threshold"]), method=method, data=data,
+                          sensitivity=d.get("sensitivity"), specificity=d.get("specificity"))
+
+
+def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | None = None) -> Manifest:
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    res = json.loads((run_dir / "results.json").read_text())
+    arch = cfg["arch"]
+    data = "calibrated validation predictions (mixed sources"
+    data += f", without {', '.join(res['excluded_sources'])})" if res.get("excluded_sources") else ")"
+    weights = cfg.get("backbone_weights", "random")
+    init = ("random initialisation, trained from scratch" if weights == "random" or arch == "cnn"
+            else f"backbone from {weights} weights, two-phase fine-tuning")
+    return Manifest(
+        id=model_id or f"{arch}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
+        name=name or NAMES[arch],
+        architecture=arch,
+        preprocessing=PreprocessSpec.from_dict(res["preprocessing"]),
+        gradcam_layer=GRADCAM_LAYERS[arch],
+        temperature=float(res["temperature"]),
+        threshold=_point(res["threshold"], "youden_j", data),
+        high_sensitivity=_point(res["high_sensitivity"], f"sensitivity>={cfg.get('sensitivity_target', 0.95)}", data),
+        files={},
+        weights_dtype="float16" if arch == "resnet50" else "float32",
+        default_tta=int(res.get("default_tta", 1)),
+        version=datetime.now(timezone.utc).strftime("%Y.%m.%d"),
+        initialisation=init,
+        metrics={k: res.get(k) for k in ("validation", "validation_by_source", "test", "test_by_source",
+                                         "ece_before", "ece_after", "tta_comparison")},
+        training_data={"summary": res.get("data"), "duplicate_groups": res.get("duplicate_groups"),
+                       "split_sizes": res.get("split_sizes"), "excluded_sources": res.get("excluded_sources")},
+        config=cfg,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        trainer_version=__version__,
+    )
+
+
+def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, force: bool = False,
+           name: str | None = None) -> Path:
+    import keras
+
+    run_dir = Path(run_dir)
+    manifest = manifest_from_run(run_dir, model_id, name)
+    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    extra = {}
+    card = run_dir / "MODEL_CARD.md"
+    if card.exists():
+        extra["MODEL_CARD.md"] = card.read_bytes()
+    target = Path(to or user_models_dir()) / manifest.id
+    return write_package(target, manifest, model, extra, force=force)

@@ -1,0 +1,366 @@
+"""One training run: data, split, staged training with checkpoints and resume, then calibration and metrics.
+
+Stages: a ResNet50 from pretrained weights trains its head first, then its top layers (two-phase fine-tuning); a model
+from a random initialisation trains whole, optionally at low resolutions first (progressive resizing). Every epoch
+writes the last weights, the optimizer state and the run state, so `--resume` continues where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainmri_desktop.core.augment import TTA_ORDER, apply_tta
+from brainmri_desktop.core.inference import logit_function, run_logits
+from brainmri_desktop.core.preprocess import PreprocessSpec
+
+from . import __version__
+from .architectures import ArchConfig, backbone_layer_names, build
+from .augment import build_augmenter
+from .calibrate import (calibrated, expected_calibration_error, fit_temperature, sensitivity_threshold,
+                        youden_threshold)
+from .config import TrainConfig, validate
+from .data import DataError, Sample, load_source, summary
+from .dataset import Cache, build_cache, make_sequence
+from .dedup import Grouping, dhash, group_samples
+from .metrics import with_intervals
+from .splits import Split, split_groups
+
+
+def spec_for(cfg: TrainConfig) -> PreprocessSpec:
+    return PreprocessSpec(input_size=cfg.img_size, clahe=cfg.clahe,
+                          model_normalisation="resnet50" if cfg.arch == "resnet50" else "unit")
+
+
+@dataclass
+class Prepared:
+    samples: list[Sample]
+    cache: Cache
+    labels: np.ndarray
+    sources: np.ndarray
+    grouping: Grouping
+    split: Split
+    unreadable: list[tuple[str, str]]
+
+    def images(self, idx) -> np.ndarray:
+        return self.cache.images[np.asarray(idx, dtype=int)]
+
+
+def load_samples(cfg: TrainConfig) -> list[Sample]:
+    samples: list[Sample] = []
+    for root in cfg.data:
+        samples += load_source(Path(root.path), root.name, root.label, root.class_map)
+    return samples
+
+
+def prepare(cfg: TrainConfig, cache_dir: Path | None) -> Prepared:
+    """Read and preprocess every image once, drop the unreadable, group duplicates and split."""
+    samples = load_samples(cfg)
+    cache = build_cache(samples, spec_for(cfg), cache_dir, workers=cfg.workers)
+    unreadable = [(str(samples[i].path), r) for i, r in sorted(cache.errors.items())]
+    keep = np.nonzero(cache.ok)[0]
+    samples = [samples[i] for i in keep]
+    cache = Cache(cache.images[keep], cache.head_fraction[keep], {})
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    for lab, name in ((0, "no tumour"), (1, "tumour")):
+        if not (labels == lab).any():
+            raise DataError(f"the class '{name}' has no readable images: training needs both classes")
+    hashes = [dhash(im) for im in cache.images]
+    grouping = group_samples(samples, hashes, cfg.dedup_distance)
+    split = split_groups(samples, grouping.groups, cfg.fractions, cfg.seed)
+    sources = np.array([s.source for s in samples])
+    return Prepared(samples, cache, labels, sources, grouping, split, unreadable)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    epochs: int
+    size: int
+    lr: float
+    optimizer: str
+    trainable: str  # all | head | top
+
+
+def plan_stages(cfg: TrainConfig) -> list[Stage]:
+    if cfg.arch == "resnet50" and cfg.backbone_weights != "random":
+        return [Stage("head", cfg.head_epochs, cfg.img_size, cfg.head_lr, "adam", "head"),
+                Stage("finetune", max(0, cfg.epochs - cfg.head_epochs), cfg.img_size, cfg.finetune_lr, "adamw", "top")]
+    stages = [Stage(f"size{s}", e, s, cfg.lr, cfg.optimizer, "all") for s, e in cfg.progressive]
+    rest = cfg.epochs - sum(s.epochs for s in stages)
+    return stages + [Stage("final", max(1, rest), cfg.img_size, cfg.lr, cfg.optimizer, "all")]
+
+
+def set_trainable(model, mode: str, unfreeze: int) -> None:
+    import keras
+
+    backbone = set(backbone_layer_names(model)) if model.name == "brainmri_resnet50" else set()
+    top = set(backbone_layer_names(model)[-unfreeze:]) if unfreeze and backbone else set()
+    for layer in model.layers:
+        if mode == "all" or layer.name not in backbone:
+            layer.trainable = True
+        elif mode == "top":
+            # BatchNorm statistics stay frozen while fine-tuning: small batches would wreck them.
+            layer.trainable = layer.name in top and not isinstance(layer, keras.layers.BatchNormalization)
+        else:
+            layer.trainable = False
+
+
+def compile_model(model, stage: Stage, cfg: TrainConfig) -> None:
+    import keras
+
+    if stage.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=stage.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = keras.optimizers.Adam(learning_rate=stage.lr)
+    if cfg.loss == "focal":
+        loss = keras.losses.BinaryFocalCrossentropy(alpha=cfg.focal_alpha, gamma=cfg.focal_gamma,
+                                                    apply_class_balancing=True)
+    else:
+        loss = keras.losses.BinaryCrossentropy()
+    model.compile(optimizer=opt, loss=loss, metrics=[keras.metrics.AUC(name="auc")])
+
+
+def cosine_lr(base: float, epoch_in_stage: int, warmup: int, period: int = 8) -> float:
+    """Linear warm-up, then cosine annealing with warm restarts whose period doubles."""
+    if epoch_in_stage < warmup:
+        return base * (epoch_in_stage + 1) / (warmup + 1)
+    e, p = epoch_in_stage - warmup, period
+    while e >= p:
+        e, p = e - p, p * 2
+    return 1e-2 * base + 0.5 * (base - 1e-2 * base) * (1 + math.cos(math.pi * e / p))
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    n, pos = len(labels), int(labels.sum())
+    return {0: n / (2 * max(1, n - pos)), 1: n / (2 * max(1, pos))}
+
+
+def sample_weights(cfg: TrainConfig, prepared: Prepared, idx: np.ndarray) -> np.ndarray:
+    labels = prepared.labels[idx]
+    w = np.ones(len(idx), dtype=np.float32)
+    if cfg.class_weights:
+        cw = class_weights(labels)
+        w *= np.where(labels == 1, cw[1], cw[0]).astype(np.float32)
+    per_source = {r.name: r.weight for r in cfg.data}
+    w *= np.array([per_source.get(s, 1.0) for s in prepared.sources[idx]], dtype=np.float32)
+    return w
+
+
+class _Checkpoints:
+    """Files of a run that make it resumable."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir / "checkpoints"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = self.dir / "state.json"
+
+    def load_state(self) -> dict | None:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else None
+
+    def save(self, model, state: dict) -> None:
+        model.save_weights(self.dir / "last.weights.h5")
+        opt = [np.asarray(v) for v in model.optimizer.variables]
+        np.savez(self.dir / "optimizer.tmp.npz", *opt)
+        os.replace(self.dir / "optimizer.tmp.npz", self.dir / "optimizer.npz")
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.state_file)
+
+    def restore_optimizer(self, model) -> None:
+        path = self.dir / "optimizer.npz"
+        if not path.exists():
+            return
+        model.optimizer.build(model.trainable_variables)
+        with np.load(path) as z:
+            saved = [z[f"arr_{i}"] for i in range(len(z.files))]
+        variables = model.optimizer.variables
+        if [tuple(v.shape) for v in variables] == [s.shape for s in saved]:
+            for v, s in zip(variables, saved):
+                v.assign(s)
+
+
+def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx, resume: bool = False, log=print):
+    """Train through every stage; returns the model with its best weights (by validation AUC) and the history."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    ckpt = _Checkpoints(run_dir)
+    state = ckpt.load_state() if resume else None
+    state = state or {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "wait": 0, "history": [], "stopped": False}
+    model = build(ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights))
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    weights = sample_weights(cfg, prepared, train_idx)
+    augmenter = build_augmenter(cfg.augment, cfg.seed)
+    norm = spec_for(cfg).model_normalisation
+    start = 0
+    for s_index, stage in enumerate(plan_stages(cfg)):
+        end = start + stage.epochs
+        if state["stopped"] or state["epoch"] >= end:
+            start = end
+            continue
+        set_trainable(model, stage.trainable, cfg.unfreeze)
+        compile_model(model, stage, cfg)
+        initial = state["epoch"]
+        if initial > 0 and (ckpt.dir / "last.weights.h5").exists():
+            model.load_weights(ckpt.dir / "last.weights.h5")
+            if initial > start:  # resuming inside this stage: its optimizer state continues too
+                ckpt.restore_optimizer(model)
+        train_seq = make_sequence(prepared.images(train_idx), prepared.labels[train_idx], weights, cfg.batch_size,
+                                  stage.size, norm, augmenter, shuffle=True, seed=cfg.seed)
+        train_seq.epoch = initial
+        train_seq._order()
+        val_seq = make_sequence(prepared.images(val_idx), prepared.labels[val_idx],
+                                np.ones(len(val_idx), np.float32), 64, stage.size, norm, shuffle=False)
+        final_stage = s_index == len(plan_stages(cfg)) - 1
+
+        class RunState(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if cfg.schedule == "cosine":
+                    self.model.optimizer.learning_rate.assign(cosine_lr(stage.lr, epoch - start, cfg.warmup_epochs))
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = dict(logs or {})
+                auc = float(logs.get("val_auc", 0.0))
+                state["history"].append({"epoch": epoch + 1, "stage": stage.name, "size": stage.size,
+                                         "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+                                         **{k: float(v) for k, v in logs.items() if k != "learning_rate"}})
+                state["epoch"] = epoch + 1
+                if auc > state["best_auc"] and stage.size == cfg.img_size:
+                    state.update(best_auc=auc, best_epoch=epoch + 1, wait=0)
+                    self.model.save_weights(ckpt.dir / "best.weights.h5")
+                elif final_stage:
+                    state["wait"] += 1
+                    if state["wait"] >= cfg.patience:
+                        state["stopped"] = True
+                        self.model.stop_training = True
+                        log(f"early stopping after epoch {epoch + 1}: validation AUC has not improved for {cfg.patience}")
+                ckpt.save(self.model, state)
+
+        callbacks = [RunState()]
+        if cfg.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
+                                                               patience=2, min_lr=1e-6, verbose=1))
+        log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
+        model.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
+                  steps_per_epoch=min(len(train_seq), cfg.steps_per_epoch or len(train_seq)), verbose=2)
+        start = end
+    if (ckpt.dir / "best.weights.h5").exists():
+        model.load_weights(ckpt.dir / "best.weights.h5")
+    return model, state
+
+
+def view_logits(model, images_u8: np.ndarray, normalisation: str, views: int) -> np.ndarray:
+    """Logits (views, N) for the first `views` test-time augmentations."""
+    fn = logit_function(model)
+    unit = images_u8.astype(np.float32) / 255.0
+    return np.stack([run_logits(fn, apply_tta(unit, name), normalisation, 64) for name in TTA_ORDER[:views]])
+
+
+def evaluate_predictions(cfg, logits_val, y_val, src_val, logits_test, y_test, src_test, calib_mask) -> dict:
+    """Temperature and thresholds on the calibration part of validation, then metrics everywhere."""
+    temperature = fit_temperature(logits_val[calib_mask], y_val[calib_mask])
+    p_val = calibrated(logits_val, temperature)
+    youden = youden_threshold(p_val[calib_mask], y_val[calib_mask])
+    high = sensitivity_threshold(p_val[calib_mask], y_val[calib_mask], cfg.sensitivity_target)
+    p_raw = calibrated(logits_val, 1.0)
+    out = {
+        "temperature": temperature,
+        "threshold": asdict(youden),
+        "high_sensitivity": asdict(high),
+        "ece_before": expected_calibration_error(p_raw[calib_mask], y_val[calib_mask]),
+        "ece_after": expected_calibration_error(p_val[calib_mask], y_val[calib_mask]),
+        "validation": with_intervals(p_val[calib_mask], y_val[calib_mask], youden.threshold, cfg.bootstrap),
+        "validation_by_source": {}, "test": None, "test_by_source": {},
+    }
+    for src in sorted(set(src_val)):
+        sel = src_val == src
+        out["validation_by_source"][src] = with_intervals(p_val[sel], y_val[sel], youden.threshold, cfg.bootstrap)
+        out["validation_by_source"][src]["high_sensitivity_point"] = with_intervals(
+            p_val[sel], y_val[sel], high.threshold, 0)
+    if len(y_test):
+        p_test = calibrated(logits_test, temperature)
+        out["test"] = with_intervals(p_test, y_test, youden.threshold, cfg.bootstrap)
+        for src in sorted(set(src_test)):
+            sel = src_test == src
+            out["test_by_source"][src] = with_intervals(p_test[sel], y_test[sel], youden.threshold, cfg.bootstrap)
+            out["test_by_source"][src]["high_sensitivity_point"] = with_intervals(
+                p_test[sel], y_test[sel], high.threshold, 0)
+    return out
+
+
+def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dict:
+    """The whole `train` command: writes config, split, checkpoints, model, results and plots into run_dir."""
+    from .plots import write_run_plots
+
+    validate(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    t0 = time.time()
+    prepared = prepare(cfg, Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache")
+    split = prepared.split
+    excluded = np.isin(prepared.sources, list(cfg.exclude_sources))
+    train_idx = np.array([i for i in split.train if not excluded[i]])
+    val_idx = np.array(split.val)
+    calib_mask = ~excluded[val_idx]
+    log(f"{len(prepared.samples)} images ({len(prepared.unreadable)} unreadable skipped); "
+        f"{prepared.grouping.merged_images} images in near-duplicate groups ({prepared.grouping.linked_pairs} links); "
+        f"train {len(train_idx)}, validation {len(val_idx)}, test {len(split.test)}")
+    (run_dir / "split.json").write_text(json.dumps({
+        part: [str(prepared.samples[i].path) for i in idx]
+        for part, idx in (("train", train_idx), ("val", val_idx), ("test", split.test))}, indent=0))
+    model, state = fit(cfg, prepared, run_dir, train_idx, val_idx, resume=resume, log=log)
+    model.save(run_dir / "model.keras")
+    norm = spec_for(cfg).model_normalisation
+    views_val = view_logits(model, prepared.images(val_idx), norm, cfg.tta_eval)
+    test_idx = np.asarray(split.test, dtype=int)
+    views_test = view_logits(model, prepared.images(test_idx), norm, cfg.tta_eval) if len(test_idx) else None
+    y_val, src_val = prepared.labels[val_idx], prepared.sources[val_idx]
+    y_test, src_test = prepared.labels[test_idx], prepared.sources[test_idx]
+    by_tta = {}
+    for k in sorted({1, cfg.tta_eval}):
+        lt = views_test[:k].mean(0) if views_test is not None else np.zeros(0)
+        by_tta[k] = evaluate_predictions(cfg, views_val[:k].mean(0), y_val, src_val, lt, y_test, src_test, calib_mask)
+    tta_summary = {str(k): {"auc": r["validation"]["auc"]["value"], "ece_after": r["ece_after"]} for k, r in by_tta.items()}
+    # TTA must earn its place: more views only when they measurably help on validation.
+    auc = {k: r["validation"]["auc"]["value"] or 0.0 for k, r in by_tta.items()}
+    k = cfg.tta_eval
+    best_k = k if auc[k] > auc[1] + 0.002 and by_tta[k]["ece_after"] <= by_tta[1]["ece_after"] + 0.01 else 1
+    results = dict(by_tta[best_k])
+    results.update({
+        "default_tta": best_k, "tta_comparison": tta_summary,
+        "epochs_trained": state["epoch"], "best_epoch": state["best_epoch"],
+        "train_seconds": round(time.time() - t0, 1), "trainer_version": __version__,
+        "data": summary(prepared.samples), "unreadable": prepared.unreadable,
+        "duplicate_groups": {"max_distance": cfg.dedup_distance, "links": prepared.grouping.linked_pairs,
+                             "images_merged": prepared.grouping.merged_images},
+        "split_sizes": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))},
+        "excluded_sources": list(cfg.exclude_sources),
+        "preprocessing": spec_for(cfg).to_dict(),
+    })
+    np.savez(run_dir / "predictions.npz", val_logits=views_val, val_labels=y_val, val_sources=src_val,
+             test_logits=views_test if views_test is not None else np.zeros((0, 0)), test_labels=y_test,
+             test_sources=src_test)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    write_run_plots(run_dir, state["history"], calibrated(views_val[:best_k].mean(0), results["temperature"]),
+                    y_val, results["threshold"]["threshold"])
+    log(f"validation AUC {results['validation']['auc']['value']}, threshold {results['threshold']['threshold']:.3f}, "
+        f"T {results['temperature']:.2f}, ECE {results['ece_before']:.3f} -> {results['ece_after']:.3f}")
+    return results
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, set):
+        return sorted(o)
+    raise TypeError(type(o))
