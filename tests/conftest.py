@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _private_user_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own per-user folders, so nothing touches the real user's models, settings or reviews."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.delenv("BRAINMRI_MODELS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A folder with one small CNN package (random weights) and one 'bright spot' package."""
+    from brainmri_desktop.core.manifest import Manifest, OperatingPoint
+    from brainmri_desktop.core.packages import write_package
+    from brainmri_desktop.core.preprocess import PreprocessSpec
+    from trainer.architectures import ArchConfig, build_cnn
+
+    from .synthetic import bright_spot_model
+
+    root = tmp_path_factory.mktemp("models")
+    cnn = build_cnn(ArchConfig(cnn_widths=(4, 8, 8)))
+    point = OperatingPoint(0.5, "youden_j", "synthetic", 0.9, 0.8)
+    write_package(root / "tiny-cnn", Manifest(
+        id="tiny-cnn", name="Tiny CNN", architecture="cnn", preprocessing=PreprocessSpec(input_size=32),
+        gradcam_layer="block3_relu", temperature=1.5, threshold=point, files={}, default_tta=2,
+        high_sensitivity=OperatingPoint(0.2, "sensitivity>=0.95", "synthetic", 0.95, 0.5),
+        metrics={"validation": {"auc": {"value": 0.5}}}), cnn)
+    write_package(root / "spot", Manifest(
+        id="spot", name="Bright spot", architecture="cnn", preprocessing=PreprocessSpec(input_size=64),
+        gradcam_layer="feat", temperature=1.0, threshold=point, files={}), bright_spot_model())
+    return root
+
+
+def requires_data(*parts: str):
+    path = DATA.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (build it with ../shared/tools/get-data)")

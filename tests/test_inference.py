@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainmri_desktop.core.errors import CancelledError
+from brainmri_desktop.core.gradcam import GradCAM
+from brainmri_desktop.core.inference import LoadedModel, TTAConfig, find_model, predict, sigmoid
+from brainmri_desktop.core.packages import discover
+from brainmri_desktop.core.preprocess import preprocess_values
+
+from .synthetic import head_image
+
+
+@pytest.fixture(scope="module")
+def tiny(model_dir):
+    return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny):
+    spec = tiny.manifest.preprocessing
+    return [preprocess_values(head_image(80, 60 + 4 * i, tumour=(40, 30, 3 + i % 4), seed=i), None, spec)
+            for i in range(10)]
+
+
+def test_identity_tta_equals_plain_prediction(tiny, inputs):
+    results = predict(tiny, inputs, TTAConfig(count=1))
+    raw = tiny.logits(np.stack([p.image for p in inputs]))
+    expected = sigmoid(raw / tiny.manifest.temperature)
+    np.testing.assert_allclose([r.probability for r in results], expected, rtol=1e-5)
+    assert all(r.augmentations == 1 and r.tta_std == 0 for r in results)
+    assert [r.flagged for r in results] == list(expected >= tiny.manifest.threshold.threshold)
+
+
+def test_full_tta_averages_logits_of_every_view(tiny, inputs):
+    results = predict(tiny, inputs, TTAConfig(count=4, adaptive=False))
+    assert all(r.augmentations == 4 for r in results)
+    assert all(r.p_low <= r.probability <= r.p_high for r in results)
+
+
+def test_adaptive_tta_spends_views_only_near_the_threshold(tiny, inputs):
+    wide = predict(tiny, inputs, TTAConfig(count=4, adaptive=True, margin=100.0))
+    narrow = predict(tiny, inputs, TTAConfig(count=4, adaptive=True, margin=1e-9))
+    assert all(r.augmentations == 4 for r in wide)
+    assert all(r.augmentations == 1 for r in narrow)
+
+
+def test_results_stream_and_cancel_stops(tiny, inputs):
+    seen = []
+    predict(tiny, inputs, TTAConfig(count=1), batch_size=3, on_result=seen.append)
+    assert sorted(r.index for r in seen) == list(range(len(inputs)))
+    with pytest.raises(CancelledError):
+        predict(tiny, inputs, TTAConfig(count=1), cancel=lambda: True)
+
+
+def test_gradcam_peaks_at_the_region_that_drives_the_logit(model_dir):
+    """Off-centre head on a wide, non-square slice: the map must peak at the bright spot in slice coordinates."""
+    spot = LoadedModel.load(find_model(discover([model_dir]), "spot"))
+    img = head_image(300, 420, centre=(180, 150), axes=(90, 70), tumour=(205, 175, 14), seed=3, dtype=np.uint16)
+    prepped = preprocess_values(img, None, spot.manifest.preprocessing)
+    [cam] = GradCAM(spot).slice_maps([prepped])
+    assert cam.shape == img.shape and cam.dtype == np.float32
+    assert cam.min() >= 0 and cam.max() == pytest.approx(1.0, abs=1e-3)
+    y, x = np.unravel_index(np.argmax(cam), cam.shape)
+    assert (y - 205) ** 2 + (x - 175) ** 2 <= 16 ** 2
+    yy, xx = np.mgrid[0:300, 0:420]
+    inside = (yy - 205) ** 2 + (xx - 175) ** 2 <= 14 ** 2
+    assert cam[inside].mean() > 10 * cam[~inside].mean()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from brainmri_desktop.core.errors import ModelPackageError
+from brainmri_desktop.core.inference import LoadedModel
+from brainmri_desktop.core.packages import discover, read_package
+
+
+def _copy(model_dir, tmp_path, name="tiny-cnn"):
+    target = tmp_path / "models" / name
+    shutil.copytree(model_dir / name, target)
+    return target
+
+
+def test_written_package_verifies_and_loads(model_dir):
+    manifest = read_package(model_dir / "tiny-cnn")
+    assert manifest.id == "tiny-cnn" and manifest.temperature == 1.5
+    assert set(manifest.files) == {"architecture.json", "weights.npz"}
+    entries = [e for e in discover([model_dir]) if e.source == "dir"]
+    assert {e.manifest.id for e in entries if e.ok} == {"tiny-cnn", "spot"}
+    model = LoadedModel.load(next(e for e in entries if e.ok and e.manifest.id == "tiny-cnn"))
+    assert model.keras_model.get_layer("logit") is not None
+
+
+@pytest.mark.parametrize("damage,reason", [
+    ("change", "does not match its sha256"),
+    ("remove", "file missing"),
+    ("add", "not listed in the manifest"),
+    ("manifest", "not valid JSON"),
+    ("schema", "unsupported manifest schema"),
+])
+def test_tampered_packages_are_refused_with_a_reason(model_dir, tmp_path, damage, reason):
+    pkg = _copy(model_dir, tmp_path)
+    if damage == "change":
+        data = bytearray((pkg / "weights.npz").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (pkg / "weights.npz").write_bytes(bytes(data))
+    elif damage == "remove":
+        (pkg / "weights.npz").unlink()
+    elif damage == "add":
+        (pkg / "payload.py").write_text("print('hi')")
+    elif damage == "manifest":
+        (pkg / "manifest.json").write_text("{not json")
+    else:
+        d = json.loads((pkg / "manifest.json").read_text())
+        d["schema_version"] = 99
+        (pkg / "manifest.json").write_text(json.dumps(d))
+    with pytest.raises(ModelPackageError) as info:
+        read_package(pkg)
+    assert reason in info.value.reason and str(pkg) in str(info.value)
+    entries = discover([pkg.parent])
+    broken = [e for e in entries if e.path == pkg]
+    assert broken and broken[0].error is not None and not broken[0].ok
+
+
+def test_lambda_layer_in_architecture_is_refused(model_dir, tmp_path):
+    """A re-hashed package whose config smuggles a Lambda layer must not run it: Keras safe mode refuses."""
+    import hashlib
+
+    pkg = _copy(model_dir, tmp_path)
+    config = json.loads((pkg / "architecture.json").read_text())
+    layer = config["config"]["layers"][1]
+    layer["class_name"] = "Lambda"
+    layer["config"] = {"name": layer["config"]["name"], "function": {"class_name": "__lambda__", "config": {
+        "code": "4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHMIAAAAfABkARQAUwApAk7pAgAAAKkAKQHaAXhyAgAAAHICAAAA+gg8c3RyaW5nPtoIPGxhbWJkYT4BAAAA8wAAAAA=",
+        "defaults": None, "closure": None}}}
+    text = json.dumps(config)
+    (pkg / "architecture.json").write_text(text)
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest["files"]["architecture.json"] = hashlib.sha256(text.encode()).hexdigest()
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    entry = next(e for e in discover([pkg.parent]) if e.path == pkg)
+    with pytest.raises(ModelPackageError) as info:
+        LoadedModel.load(entry)
+    assert "architecture cannot be built" in info.value.reason
+
+
+def test_export_over_existing_id_needs_force(model_dir, tmp_path):
+    from brainmri_desktop.core.packages import load_keras_model, write_package
+
+    pkg = _copy(model_dir, tmp_path)
+    manifest = read_package(pkg)
+    model = load_keras_model(pkg, manifest)
+    with pytest.raises(ModelPackageError):
+        write_package(pkg, manifest, model)
+    write_package(pkg, manifest, model, force=True)
+    assert read_package(pkg).id == "tiny-cnn"
+    assert not [p for p in pkg.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left behind

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from brainmri_desktop.core.io.images import read_image
+from brainmri_desktop.core.preprocess import PreprocessSpec, preprocess_slice, preprocess_values, to_model_input
+from trainer.data import Sample
+from trainer.dataset import preprocess_sample
+
+from .synthetic import head_image
+
+
+def test_training_and_inference_paths_give_identical_input(tmp_path):
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), head_image(120, 90, tumour=(60, 40, 6)))
+    spec = PreprocessSpec(input_size=48)
+    inference = preprocess_slice(read_image(path), spec)
+    training = preprocess_sample(Sample(path, 1, "x"), spec)
+    np.testing.assert_array_equal(inference.image, training.image)
+
+
+def test_crop_keeps_aspect_ratio_with_padding():
+    img = np.zeros((200, 300), np.float32)
+    img[50:150, 60:260] = np.random.default_rng(0).uniform(50, 150, (100, 200))  # a textured 100 x 200 rectangle
+    p = preprocess_values(img, None, PreprocessSpec(input_size=64, crop_margin=0.0, blank_outside_head=False))
+    rows = np.nonzero(p.image.max(axis=1) > 0.05)[0]
+    cols = np.nonzero(p.image.max(axis=0) > 0.05)[0]
+    ratio = (np.ptp(cols) + 1) / (np.ptp(rows) + 1)
+    assert ratio == pytest.approx(2.0, rel=0.1)
+
+
+def test_geometry_maps_back_to_the_slice():
+    img = head_image(150, 260, centre=(90, 70), axes=(40, 35), tumour=(100, 80, 8)).astype(np.float32)
+    p = preprocess_values(img, None, PreprocessSpec(input_size=64))
+    back = p.geometry.to_source(p.image)
+    assert back.shape == img.shape
+    y0, y1, x0, x1 = p.geometry.box
+    assert y0 > 20 and x1 < 150  # cropped to the off-centre head, not the whole frame
+    peak = np.unravel_index(np.argmax(cv2.GaussianBlur(back, (9, 9), 0)), back.shape)
+    assert abs(peak[0] - 100) <= 6 and abs(peak[1] - 80) <= 6
+
+
+def test_intensity_normalisation_ignores_export_scale():
+    img = head_image(96, 96, tumour=(40, 40, 5)).astype(np.float32)
+    a = preprocess_values(img, None, PreprocessSpec(input_size=32)).image
+    b = preprocess_values(img * 37.0 + 500, None, PreprocessSpec(input_size=32)).image
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_window_is_applied_before_normalising():
+    img = head_image(64, 64).astype(np.float32)
+    img[30:34, 30:34] = 10000  # far outside the window
+    with_window = preprocess_values(img, (100, 200), PreprocessSpec(input_size=32)).image
+    assert with_window.max() <= 1.0 and with_window.mean() > 0.2
+
+
+def test_resnet_normalisation_matches_keras():
+    import keras
+
+    unit = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
+    ours = to_model_input(unit, "resnet50")
+    theirs = keras.applications.resnet50.preprocess_input(np.repeat(unit[..., None], 3, -1) * 255.0)
+    np.testing.assert_allclose(ours, np.asarray(theirs), atol=1e-3)
+
+
+def test_blank_slice_does_not_fail():
+    p = preprocess_values(np.zeros((50, 70)), None, PreprocessSpec(input_size=32))
+    assert p.image.shape == (32, 32) and p.head_fraction == 0.0 and not p.image.any()
+
+
+def test_spec_round_trips_through_dict():
+    spec = PreprocessSpec(input_size=96, clahe=True, model_normalisation="resnet50")
+    assert PreprocessSpec.from_dict(spec.to_dict()) == spec
+    assert "clahe(clip=2.0, grid=8)" in spec.to_dict()["steps"]

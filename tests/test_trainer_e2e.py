@@ -1,0 +1,68 @@
+"""The whole trainer on a tiny generated data set: train, calibrate, threshold, export; the registry loads it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from brainmri_desktop.cli import main as brainmri
+from brainmri_desktop.core.inference import LoadedModel, find_model
+from brainmri_desktop.core.packages import discover
+from trainer.cli import main as brainmri_train
+
+from .synthetic import write_labelled_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_labelled_folder(tmp_path_factory.mktemp("data") / "synthetic", n_per_class=20, size=48)
+
+
+def _train(tiny_data, out, *extra):
+    return brainmri_train(["train", "--data", str(tiny_data), "--arch", "cnn", "--img-size", "32",
+                           "--batch-size", "8", "--augment", "moderate", "--out", str(out), *extra])
+
+
+def test_train_export_and_predict(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tiny_data, run, "--epochs", "2") == 0
+    results = json.loads((run / "results.json").read_text())
+    assert 0 < results["temperature"] < 100
+    assert 0 < results["threshold"]["threshold"] < 1
+    assert results["high_sensitivity"]["sensitivity"] >= 0.95 or results["high_sensitivity"]["threshold"] < 0.5
+    assert (run / "plots" / "training_curves.png").exists()
+    models = tmp_path / "models"
+    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn"]) == 0
+    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn"]) == 2  # needs --force
+    entry = find_model(discover([models]), "synthetic-cnn")
+    assert entry.manifest.temperature == pytest.approx(results["temperature"])
+    assert LoadedModel.load(entry).keras_model is not None
+    out_csv = tmp_path / "out.csv"
+    image = next((tiny_data / "yes").iterdir())
+    assert brainmri(["predict", "--models-dir", str(models), "--model", "synthetic-cnn", "--cam-dir",
+                     str(tmp_path / "cams"), "--out", str(out_csv), str(image)]) == 0
+    row = out_csv.read_text().splitlines()[1].split(",")
+    assert row[2] == "synthetic-cnn" and 0 <= float(row[3]) <= 1
+    cam = np.load(row[9])
+    assert cam.shape == (48, 48) and cam.dtype == np.float32
+
+
+def test_resume_continues_from_the_checkpoint(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert _train(tiny_data, run, "--epochs", "1") == 0
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1
+    assert _train(tiny_data, run, "--epochs", "2", "--resume") == 0
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+
+
+def test_missing_class_stops_with_a_clear_message(tmp_path, capsys):
+    data = write_labelled_folder(tmp_path / "d", n_per_class=3, size=32)
+    for f in (data / "no").iterdir():
+        f.unlink()
+    (data / "no").rmdir()
+    assert _train(data, tmp_path / "run", "--epochs", "1") == 2
+    assert "no tumour" in capsys.readouterr().err

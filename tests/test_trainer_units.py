@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.calibrate import (expected_calibration_error, fit_temperature, sensitivity_threshold,
+                               youden_threshold)
+from trainer.data import Sample
+from trainer.dedup import dhash, group_samples
+from trainer.splits import group_kfold, split_groups
+
+from .synthetic import head_image
+
+
+def test_youden_threshold_on_known_inputs():
+    probs = np.array([0.1, 0.2, 0.3, 0.33, 0.6, 0.7, 0.35, 0.8])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    point = youden_threshold(probs, labels)
+    # The classes separate between 0.33 and 0.35: J = 1 only there.
+    assert 0.33 < point.threshold < 0.35
+    assert point.sensitivity == 1.0 and point.specificity == 1.0
+
+
+def test_youden_trades_sensitivity_and_specificity():
+    probs = np.array([0.1, 0.5, 0.55, 0.9, 0.2, 0.6, 0.7, 0.8])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    point = youden_threshold(probs, labels)
+    assert point.sensitivity - (1 - point.specificity) == pytest.approx(0.5)
+
+
+def test_high_sensitivity_point_reaches_its_target():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    probs = np.clip(labels * 0.3 + rng.random(400) * 0.7, 0, 1)
+    point = sensitivity_threshold(probs, labels, 0.95)
+    assert point.sensitivity >= 0.95
+    assert (probs[labels == 1] >= point.threshold).mean() >= 0.95
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    overconfident = true_logits * 3.0
+    assert fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.08)
+
+
+def test_ece_of_perfect_calibration_is_small_and_of_bad_is_large():
+    rng = np.random.default_rng(2)
+    p = rng.random(50000)
+    y = (rng.random(50000) < p).astype(int)
+    assert expected_calibration_error(p, y) < 0.01
+    assert expected_calibration_error(np.clip(p * 0.5, 0, 1), y) > 0.2
+
+
+def test_focal_loss_matches_hand_computed_values():
+    import keras
+
+    alpha, gamma = 0.25, 2.0
+    y = np.array([[1.0], [0.0], [1.0]], np.float32)
+    p = np.array([[0.9], [0.2], [0.3]], np.float32)
+    loss = keras.losses.BinaryFocalCrossentropy(alpha=alpha, gamma=gamma, apply_class_balancing=True,
+                                                reduction=None)
+    got = np.asarray(loss(y, p)).reshape(-1)
+    pt = np.where(y[:, 0] == 1, p[:, 0], 1 - p[:, 0])
+    a = np.where(y[:, 0] == 1, alpha, 1 - alpha)
+    expected = -a * (1 - pt) ** gamma * np.log(pt)
+    np.testing.assert_allclose(got, expected, rtol=1e-3)
+
+
+def _samples(n, source="s", patient=None):
+    return [Sample(path=f"{source}{i}.png", label=i % 2, source=source, patient=patient(i) if patient else None)
+            for i in range(n)]
+
+
+def test_near_duplicates_and_patients_are_grouped():
+    base = head_image(64, 64, seed=1)
+    dup = base.copy()
+    dup[0, 0] += 1  # a near copy
+    other = head_image(64, 64, axes=(20, 28), seed=2, tumour=(30, 30, 8))
+    samples = _samples(3) + _samples(4, "lgg", patient=lambda i: f"p{i // 2}")
+    hashes = [dhash(base), dhash(dup), dhash(other)] + [dhash(np.zeros((64, 64)))] * 4
+    g = group_samples(samples, hashes, max_distance=4).groups
+    assert g[0] == g[1] and g[2] != g[0]
+    assert g[3] == g[4] and g[5] == g[6] and g[3] != g[5]  # blank slices of two patients stay apart
+
+
+def test_splits_never_straddle_groups_and_stay_stratified():
+    rng = np.random.default_rng(0)
+    samples = [Sample(path=f"{i}.png", label=int(rng.random() < 0.4), source=f"s{i % 3}") for i in range(600)]
+    groups = [i // 3 for i in range(600)]
+    split = split_groups(samples, groups, (0.7, 0.15, 0.15), seed=0)
+    parts = [set(split.train), set(split.val), set(split.test)]
+    assert sum(map(len, parts)) == 600 and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    where = {}
+    for k, part in enumerate(parts):
+        for i in part:
+            assert where.setdefault(groups[i], k) == k
+    assert 0.6 < len(split.train) / 600 < 0.8
+    folds = group_kfold(samples, groups, k=5)
+    assert sorted(i for f in folds for i in f) == list(range(600))
+    for f in folds:
+        assert len({groups[i] for i in f} & {groups[i] for g in folds if g is not f for i in g}) == 0
+        assert 100 <= len(f) <= 140
