@@ -1,0 +1,55 @@
+"""`brainmri-desktop [PATH ...]`: the application's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..core import runtime  # noqa: F401 - quietens TensorFlow before it loads
+
+
+def dark_palette(app) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    p = QPalette()
+    for role, colour in ((QPalette.Window, "#25272b"), (QPalette.WindowText, "#e6e6e6"), (QPalette.Base, "#1c1d20"),
+                         (QPalette.AlternateBase, "#2b2d31"), (QPalette.Text, "#e6e6e6"), (QPalette.Button, "#2f3136"),
+                         (QPalette.ButtonText, "#e6e6e6"), (QPalette.Highlight, "#3d6fb4"),
+                         (QPalette.HighlightedText, "#ffffff"), (QPalette.ToolTipBase, "#2f3136"),
+                         (QPalette.ToolTipText, "#e6e6e6")):
+        p.setColor(role, QColor(colour))
+    app.setPalette(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="brainmri-desktop", description="BrainMRI: brain MRI tumour triage (a triage aid, not a diagnosis)")
+    parser.add_argument("paths", nargs="*", type=Path, help="images, DICOM files or folders to open")
+    parser.add_argument("--models-dir", action="append", type=Path, default=[])
+    parser.add_argument("--version", action="store_true")
+    args = parser.parse_args(argv)
+    if args.version:
+        from ..core.packages import discover
+
+        ids = ", ".join(e.manifest.id for e in discover(args.models_dir) if e.ok)
+        print(f"BrainMRI {__version__}; models: {ids or 'none'}")
+        return 0
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("BrainMRI")
+    app.setOrganizationName("BrainMRI")
+    dark_palette(app)
+    window = MainWindow(models_dirs=args.models_dir)
+    window.show()
+    if args.paths:
+        window.open_paths(args.paths)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Background work for the window: loading a study and running a model, as superqt generator workers.
+
+Each yields progress and partial results and stops at its next yield when `quit()` is called (cancel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from superqt.utils import thread_worker
+
+from ..core.errors import BrainMRIError
+from ..core.inference import LoadedModel, TTAConfig, predict
+from ..core.io.study import find_files, group_series, read_file
+from ..core.io import LoadReport
+from ..core.preprocess import preprocess_slice
+
+
+@thread_worker
+def load_study(paths: list[Path]):
+    """Yields ('progress', done, total); returns a LoadReport."""
+    files, errors = find_files(paths)
+    slices = []
+    for i, path in enumerate(files):
+        try:
+            slices.extend(read_file(path))
+        except BrainMRIError as exc:
+            errors.append(exc)
+        except (OSError, MemoryError) as exc:
+            errors.append(BrainMRIError(path, f"cannot be read ({type(exc).__name__})"))
+        yield ("progress", i + 1, len(files))
+    return LoadReport(series=group_series(slices), errors=errors)
+
+
+@thread_worker
+def run_model(entry, slices, tta: int, high_sensitivity: bool, loaded: dict, chunk: int = 32):
+    """Yields ('model', LoadedModel) once, then ('results', [SliceResult]) per chunk as slices finish."""
+    model = loaded.get(entry.manifest.id)
+    if model is None:
+        model = LoadedModel.load(entry)
+        loaded[entry.manifest.id] = model
+    yield ("model", model)
+    spec = model.manifest.preprocessing
+    point = model.manifest.operating_point(high_sensitivity)
+    for start in range(0, len(slices), chunk):
+        inputs = [preprocess_slice(s, spec) for s in slices[start : start + chunk]]
+        yield ("inputs", start, inputs)
+        results = predict(model, inputs, TTAConfig(count=tta), point=point)
+        yield ("results", [replace(r, index=r.index + start) for r in results])

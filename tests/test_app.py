@@ -1,0 +1,96 @@
+"""The window driven through its real widgets, offscreen."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from brainmri_desktop.ui.main_window import MainWindow
+
+from .synthetic import head_image, write_dicom_series
+
+
+@pytest.fixture
+def window(qtbot, model_dir, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(models_dirs=[model_dir], settings=settings)
+    qtbot.addWidget(w)
+    index = w.model_combo.findData("tiny-cnn")
+    w.model_combo.setCurrentIndex(index)
+    w.show()
+    return w
+
+
+def _open_and_wait(qtbot, w, paths):
+    w.open_paths(paths)
+    qtbot.waitUntil(lambda: bool(w.slices) and len(w.results) == len(w.slices) and w.infer_worker is None, timeout=60000)
+
+
+def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=6, tumour_slices=(2, 3))
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    assert window.table.rowCount() == 6
+    probs = [window.table.item(r, 2).data(Qt.DisplayRole) for r in range(6)]
+    assert all(p is not None and 0 <= p <= 1 for p in probs)
+    assert "Tumour probability" in window.result_text.toPlainText()
+    assert window.cam_view.has_overlay
+    assert window.strip.count == 6 and len(window.strip.probabilities) == 6
+
+
+def test_next_flagged_slice_by_key(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=6)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    threshold = min(r.probability for r in window.results.values()) + 1e-6
+    window.results = {i: r.__class__(**{**r.__dict__, "threshold": threshold}) for i, r in window.results.items()}
+    flagged = sorted(i for i, r in window.results.items() if r.flagged)
+    assert flagged
+    window.select_slice(0)
+    qtbot.keyClick(window, Qt.Key_N)
+    assert window.current == next(i for i in flagged if i > 0) if any(i > 0 for i in flagged) else flagged[0]
+
+
+def test_png_folder_with_broken_files_lists_them(qtbot, window, tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"s{i}.png"), head_image(80, 70, seed=i))
+    (folder / "broken.png").write_bytes(b"garbage")
+    (folder / "empty.dcm").write_bytes(b"")
+    _open_and_wait(qtbot, window, [folder])
+    assert len(window.slices) == 3
+    assert window.errors.count() == 2 and window.errors_dock.isVisible()
+
+
+def test_change_model_reruns_and_cancel_stops(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=8)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    window.model_combo.setCurrentIndex(window.model_combo.findData("spot"))
+    qtbot.waitUntil(lambda: window.infer_worker is None and window.model is not None
+                    and window.model.id == "spot" and len(window.results) == 8, timeout=60000)
+    window.run_inference()
+    window.cancel()
+    qtbot.waitUntil(lambda: window.infer_worker is None, timeout=60000)
+    assert window.status.text().startswith(("Stopped", "Done", "Cancelled"))
+
+
+def test_export_and_review_marks_survive_reopening(qtbot, window, tmp_path, model_dir):
+    write_dicom_series(tmp_path / "series", n=5)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    window.select_slice(2)
+    window.note.setText("looks like artefact")
+    qtbot.keyClick(window, Qt.Key_D)
+    window.export_csv(tmp_path / "out.csv")
+    window.export_pdf(tmp_path / "out.pdf")
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert len(rows) == 5 and rows[2]["review"] == "disagree" and rows[2]["note"] == "looks like artefact"
+    assert (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not any(p.suffix == ".json" for p in (tmp_path / "series").iterdir())  # nothing beside the DICOM files
+    settings = QSettings(str(tmp_path / "settings2.ini"), QSettings.IniFormat)
+    again = MainWindow(models_dirs=[model_dir], settings=settings)
+    qtbot.addWidget(again)
+    again.model_combo.setCurrentIndex(again.model_combo.findData("tiny-cnn"))
+    _open_and_wait(qtbot, again, [tmp_path / "series"])
+    assert again.reviews.marks[2].verdict == "disagree" and again.reviews.marks[2].note == "looks like artefact"
