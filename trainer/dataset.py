@@ -99,11 +99,13 @@ def batch_inputs(images_u8: np.ndarray, size: int, normalisation: str) -> np.nda
     return to_model_input(images_u8.astype(np.float32) / 255.0, normalisation)
 
 
-def make_sequence(images, labels, weights, batch_size, size, normalisation, augmenter=None, shuffle=True, seed=0):
+def make_sequence(images, labels, weights, batch_size, size, normalisation, augmenter=None, shuffle=True, seed=0,
+                  max_batches=None):
     import keras
 
     class Batches(keras.utils.PyDataset):
-        """Epoch-seeded order and augmentation, so a resumed run sees the batches an uninterrupted one would."""
+        """Epoch-seeded order and augmentation, so a resumed run sees the batches an uninterrupted one would.
+        With `max_batches`, each epoch is a fresh random subset of that many batches."""
 
         def __init__(self):
             super().__init__(workers=1, use_multiprocessing=False)
@@ -115,7 +117,8 @@ def make_sequence(images, labels, weights, batch_size, size, normalisation, augm
             self.order = rng.permutation(len(images)) if shuffle else np.arange(len(images))
 
         def __len__(self):
-            return int(np.ceil(len(images) / batch_size))
+            full = int(np.ceil(len(images) / batch_size))
+            return min(full, max_batches) if max_batches else full
 
         def __getitem__(self, i):
             idx = self.order[i * batch_size : (i + 1) * batch_size]

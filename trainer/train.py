@@ -213,7 +213,8 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             if initial > start:  # resuming inside this stage: its optimizer state continues too
                 ckpt.restore_optimizer(model)
         train_seq = make_sequence(prepared.images(train_idx), prepared.labels[train_idx], weights, cfg.batch_size,
-                                  stage.size, norm, augmenter, shuffle=True, seed=cfg.seed)
+                                  stage.size, norm, augmenter, shuffle=True, seed=cfg.seed,
+                                  max_batches=cfg.steps_per_epoch)
         train_seq.epoch = initial
         train_seq._order()
         val_seq = make_sequence(prepared.images(val_idx), prepared.labels[val_idx],
@@ -249,7 +250,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                                                                patience=2, min_lr=1e-6, verbose=1))
         log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
         model.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
-                  steps_per_epoch=min(len(train_seq), cfg.steps_per_epoch or len(train_seq)), verbose=2)
+                  verbose=2)
         start = end
     if (ckpt.dir / "best.weights.h5").exists():
         model.load_weights(ckpt.dir / "best.weights.h5")

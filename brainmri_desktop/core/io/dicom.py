@@ -135,6 +135,8 @@ def _to_grey_frames(arr: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     if samples > 1:
         if arr.ndim == 3:
             arr = arr[None]
+        if arr.dtype not in (np.uint8, np.uint16, np.float32):
+            arr = arr.astype(np.float32)  # OpenCV converts colour only at these depths (32-bit RGB exists)
         arr = np.stack([cv2.cvtColor(np.ascontiguousarray(f[..., :3]), cv2.COLOR_RGB2GRAY) for f in arr])
     elif frames == 1 or arr.ndim == 2:
         arr = arr.reshape((1, *arr.shape[-2:]))

@@ -1,0 +1,103 @@
+"""`make bench`: speed and memory of triage with each bundled model, measured here, printed as a table.
+
+For each model: seconds per slice at TTA 1 and at the model's default TTA (adaptive), Grad-CAM seconds per slice, and
+the wall time, time to the first flagged slice and peak memory to triage a 384-slice series: ../shared/data/
+dicom-t1w-series when present, otherwise a synthetic series written to a temporary folder. Also the load test of the
+hardening issue: a 2,000-slice study with the small CNN, peak memory and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from brainmri_desktop.core.demo import write_series  # noqa: E402
+from brainmri_desktop.core.gradcam import GradCAM  # noqa: E402
+from brainmri_desktop.core.inference import LoadedModel, TTAConfig, predict  # noqa: E402
+from brainmri_desktop.core.io import load_paths  # noqa: E402
+from brainmri_desktop.core.packages import discover  # noqa: E402
+from brainmri_desktop.core.preprocess import preprocess_slice  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def triage(model, slices, tta: int):
+    """Wall time of the whole study and the time until the first flagged slice is known."""
+    t0 = time.perf_counter()
+    first = [None]
+
+    def seen(r):
+        if r.flagged and first[0] is None:
+            first[0] = time.perf_counter() - t0
+
+    for start in range(0, len(slices), 32):  # as the application does: preprocess and predict chunk by chunk
+        inputs = [preprocess_slice(s, model.manifest.preprocessing) for s in slices[start : start + 32]]
+        predict(model, inputs, TTAConfig(count=tta), on_result=seen)
+    return time.perf_counter() - t0, first[0]
+
+
+def study(n: int, tmp: Path, size: int = 256) -> list:
+    real = ROOT.parent / "shared" / "data" / "dicom-t1w-series"
+    if n == 384 and real.exists():
+        return load_paths([real]).slices, str(real)
+    folder = tmp / f"series{n}"
+    write_series(folder, n=n, size=size, tumour_slices=range(n // 3, n // 2))
+    return load_paths([folder]).slices, f"synthetic {n} x {size}x{size}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models-dir", action="append", type=Path, default=[])
+    parser.add_argument("--load-slices", type=int, default=2000)
+    args = parser.parse_args()
+    entries = [e for e in discover(args.models_dir) if e.ok]
+    if not entries:
+        print("no model packages found")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        slices, what = study(384, tmp)
+        print(f"study: {what}, {len(slices)} slices")
+        print(f"{'model':26} {'s/slice tta1':>12} {'s/slice dflt':>12} {'cam s/slice':>11} {'384 wall s':>10} "
+              f"{'first flag s':>12} {'peak MB':>8}")
+        for entry in entries:
+            model = LoadedModel.load(entry)
+            tta = model.manifest.default_tta
+            triage(model, slices[:32], 1)  # warm-up: graph tracing is a one-off cost
+            wall1, _ = triage(model, slices, 1)
+            wall, first = triage(model, slices, max(tta, 1)) if tta > 1 else (wall1, None)
+            inputs = [preprocess_slice(s, model.manifest.preprocessing) for s in slices[:20]]
+            cam = GradCAM(model)
+            cam.slice_maps(inputs[:1])
+            t = time.perf_counter()
+            for p in inputs:
+                cam.slice_maps([p])
+            cam_s = (time.perf_counter() - t) / len(inputs)
+            _, first = triage(model, slices, max(tta, 1))
+            print(f"{entry.manifest.id:26} {wall1 / len(slices):12.4f} {wall / len(slices):12.4f} {cam_s:11.3f} "
+                  f"{wall:10.1f} {first if first is not None else float('nan'):12.2f} {peak_mb():8.0f}")
+        cnn = next((e for e in entries if e.manifest.architecture == "cnn"), None)
+        if cnn and args.load_slices:
+            t = time.perf_counter()
+            big, what = study(args.load_slices, tmp, size=256)
+            load_s = time.perf_counter() - t
+            model = LoadedModel.load(cnn)
+            wall, _ = triage(model, big, 1)
+            print(f"load test: {what}: load {load_s:.1f} s, triage {wall:.1f} s ({cnn.manifest.id}), "
+                  f"peak memory {peak_mb():.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
