@@ -124,7 +124,10 @@ def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         raise UnsupportedError(path, f"transfer syntax not supported: {name} ({str(exc)[:80]})") from None
     except (MemoryError, RecursionError):
         raise UnreadableFileError(path, "pixel data cannot be decoded (too large)") from None
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types for damaged data
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - decoders raise many types; the Rust RLE decoder even panics
+        # (pyo3's PanicException derives from BaseException), found by the fuzz harness
         raise UnreadableFileError(path, f"pixel data cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 

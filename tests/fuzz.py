@@ -1,0 +1,133 @@
+"""Fuzzing the loaders: mutated DICOM, PNG, JPEG and TIFF files, and mutated model manifests.
+
+Every input must end in slices or a typed BrainMRIError, within 5 s. `make fuzz` runs the long campaign
+(`python -m tests.fuzz --count 10000`); tests/test_fuzz.py runs a short hypothesis-driven one in the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from brainmri_desktop.core.demo import head_image
+from brainmri_desktop.core.errors import BrainMRIError
+from brainmri_desktop.core.io.study import group_series, read_file
+from brainmri_desktop.core.manifest import parse_manifest
+
+TIME_LIMIT_S = 5.0
+
+
+def image_seeds() -> dict[str, bytes]:
+    from pydicom.data import get_testdata_file
+
+    seeds = {}
+    for name in ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                 "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "emri_small.dcm", "rtplan.dcm"):
+        seeds[name] = Path(get_testdata_file(name)).read_bytes()
+    img = head_image(48, 40, tumour=(20, 20, 5))
+    for suffix in (".png", ".jpg", ".tif", ".bmp"):
+        ok, buf = cv2.imencode(suffix, img)
+        seeds[f"seed{suffix}"] = buf.tobytes()
+    return seeds
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    """A few random byte-level edits: flips, overwrites with interesting values, deletions, insertions, truncation."""
+    b = bytearray(data)
+    for _ in range(int(rng.integers(1, 6))):
+        if not b:
+            break
+        op = int(rng.integers(0, 5))
+        pos = int(rng.integers(0, len(b)))
+        if op == 0:
+            b[pos] ^= 1 << int(rng.integers(0, 8))
+        elif op == 1:
+            value = [0x00, 0xFF, 0x7F, 0x80][int(rng.integers(0, 4))]
+            for k in range(pos, min(len(b), pos + int(rng.integers(1, 5)))):
+                b[k] = value
+        elif op == 2:
+            del b[pos : pos + int(rng.integers(1, 64))]
+        elif op == 3:
+            b[pos:pos] = bytes(rng.integers(0, 256, int(rng.integers(1, 32)), dtype=np.uint8))
+        else:
+            del b[pos:]
+    return bytes(b)
+
+
+def check_file(name: str, data: bytes, folder: Path) -> str:
+    path = folder / name
+    path.write_bytes(data)
+    t = time.perf_counter()
+    try:
+        slices = read_file(path)
+        group_series(slices)
+        outcome = "ok"
+    except BrainMRIError:
+        outcome = "refused"
+    elapsed = time.perf_counter() - t
+    if elapsed > TIME_LIMIT_S:
+        raise AssertionError(f"{name}: took {elapsed:.1f} s")
+    return outcome
+
+
+def manifest_seed() -> str:
+    return json.dumps({"schema_version": 1, "id": "fuzz", "name": "Fuzz", "architecture": "cnn",
+                       "preprocessing": {"input_size": 64}, "gradcam_layer": "block3_relu", "temperature": 1.2,
+                       "threshold": {"threshold": 0.4, "method": "youden_j", "data": "x"},
+                       "files": {"architecture.json": "0" * 64, "weights.npz": "0" * 64}})
+
+
+def check_manifest(text: str) -> str:
+    try:
+        parse_manifest(text, Path("fuzz"))
+        return "ok"
+    except BrainMRIError:
+        return "refused"
+
+
+def run(count: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    seeds = image_seeds()
+    names = sorted(seeds)
+    manifest = manifest_seed().encode()
+    outcomes = {"ok": 0, "refused": 0}
+    slowest = 0.0
+    folder = Path(tempfile.mkdtemp(prefix="brainmri-fuzz-"))
+    try:
+        for i in range(count):
+            t = time.perf_counter()
+            if i % 10 == 9:
+                text = mutate(manifest, rng).decode("utf-8", errors="replace")
+                outcomes[check_manifest(text)] += 1
+            else:
+                name = names[int(rng.integers(0, len(names)))]
+                outcomes[check_file(f"{i}{Path(name).suffix}", mutate(seeds[name], rng), folder)] += 1
+                (folder / f"{i}{Path(name).suffix}").unlink()
+            slowest = max(slowest, time.perf_counter() - t)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"inputs": count, **outcomes, "uncaught": 0, "slowest_s": round(slowest, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    t = time.perf_counter()
+    print(json.dumps({**run(args.count, args.seed), "wall_s": round(time.perf_counter() - t, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
