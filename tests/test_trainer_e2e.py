@@ -66,3 +66,27 @@ def test_missing_class_stops_with_a_clear_message(tmp_path, capsys):
     (data / "no").rmdir()
     assert _train(data, tmp_path / "run", "--epochs", "1") == 2
     assert "no tumour" in capsys.readouterr().err
+
+
+def test_eda_cv_evaluate_and_ablate_run_end_to_end(tiny_data, tmp_path):
+    assert brainmri_train(["eda", "--data", str(tiny_data), "--out", str(tmp_path / "eda")]) == 0
+    assert json.loads((tmp_path / "eda" / "eda.json").read_text())["summary"]["images"] == 40
+    assert brainmri_train(["cv", "--data", str(tiny_data), "--arch", "cnn", "--img-size", "32", "--epochs", "1",
+                           "--folds", "3", "--out", str(tmp_path / "cv")]) == 0
+    cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert len(cv["folds"]) == 3 and cv["summary"]["auc"]["mean"] is not None
+    oof = np.load(tmp_path / "cv" / "oof_predictions.npz")
+    assert np.isfinite(oof["probability"]).all()
+    config = tmp_path / "ablate.toml"
+    config.write_text(f'arch = "cnn"\nimg_size = 32\nepochs = 1\nbootstrap = 20\ntta_eval = 2\n'
+                      f'[[data]]\npath = "{tiny_data}"\n[[ablations]]\nname = "focal"\nloss = "focal"\n')
+    assert brainmri_train(["ablate", "--config", str(config), "--out", str(tmp_path / "ab")]) == 0
+    table = (tmp_path / "ab" / "ablation.md").read_text()
+    assert "| base |" in table and "| focal | loss=focal |" in table
+    run = tmp_path / "ab" / "base"
+    models = tmp_path / "models"
+    brainmri_train(["export", str(run), "--to", str(models), "--id", "ab-base"])
+    assert brainmri_train(["evaluate", "--model", str(models / "ab-base"), "--data", str(tiny_data),
+                           "--out", str(tmp_path / "ev")]) == 0
+    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert ev["overall"]["n"] == 40

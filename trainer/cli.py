@@ -10,6 +10,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from brainmri_desktop.core.errors import BrainMRIError  # noqa: E402
+
 from .config import DataRoot, TrainConfig, read_config  # noqa: E402
 
 
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, BrainMRIError) as exc:
         print(f"brainmri-train: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,107 @@
+"""Scoring a model package on labelled data, with Grad-CAM measured where tumour masks or outlines exist.
+
+The pointing game asks whether the map's peak lies inside the tumour; the energy share is the part of the map's sum
+inside it. Both are computed on the slice's own grid, after the core puts the map back through the crop geometry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from brainmri_desktop.core.errors import BrainMRIError
+from brainmri_desktop.core.gradcam import GradCAM
+from brainmri_desktop.core.inference import LoadedModel, TTAConfig, predict
+from brainmri_desktop.core.packages import ModelEntry, read_package
+
+from .calibrate import expected_calibration_error
+from .config import TrainConfig
+from .data import Sample
+from .dataset import preprocess_sample
+from .metrics import with_intervals
+from .plots import confusion, image_grid, reliability, roc
+from .train import load_samples
+
+
+def tumour_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
+    if sample.mask is not None:
+        m = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
+        return None if m is None or m.shape != shape else m > 0
+    if sample.outline is not None:
+        m = np.zeros(shape, np.uint8)
+        pts = np.stack([np.asarray(sample.outline[0]), np.asarray(sample.outline[1])], axis=1).astype(np.int32)
+        cv2.fillPoly(m, [pts], 1)
+        return m > 0
+    return None
+
+
+def explanation_scores(cams: list[np.ndarray], masks: list[np.ndarray]) -> dict:
+    hits, energy = [], []
+    for cam, mask in zip(cams, masks):
+        if mask is None or not mask.any() or cam.max() <= 0:
+            continue
+        y, x = np.unravel_index(np.argmax(cam), cam.shape)
+        hits.append(bool(mask[y, x]))
+        energy.append(float(cam[mask].sum() / cam.sum()))
+    return {"n": len(hits), "pointing_game": float(np.mean(hits)) if hits else None,
+            "energy_inside": float(np.mean(energy)) if energy else None}
+
+
+def evaluate_samples(model: LoadedModel, samples: list[Sample], tta: int = 1, gradcam: bool = True,
+                     batch: int = 64) -> dict:
+    """Predictions for every readable sample; Grad-CAM scores for tumour samples with a mask or an outline."""
+    probs, labels, sources, kept, errors = [], [], [], [], []
+    cams_by_source: dict[str, tuple[list, list]] = {}
+    cam = GradCAM(model) if gradcam else None
+    for start in range(0, len(samples), batch):
+        chunk, inputs = [], []
+        for s in samples[start : start + batch]:
+            try:
+                inputs.append(preprocess_sample(s, model.manifest.preprocessing))
+                chunk.append(s)
+            except BrainMRIError as exc:
+                errors.append([str(exc.path), exc.reason])
+        if not inputs:
+            continue
+        results = predict(model, inputs, TTAConfig(count=tta, adaptive=False))
+        probs += [r.probability for r in results]
+        labels += [s.label for s in chunk]
+        sources += [s.source for s in chunk]
+        kept += chunk
+        if cam is not None:
+            pos = [k for k, s in enumerate(chunk) if s.label == 1 and (s.mask is not None or s.outline is not None)]
+            if pos:
+                maps = cam.slice_maps([inputs[k] for k in pos])
+                for k, m in zip(pos, maps):
+                    cams, masks = cams_by_source.setdefault(chunk[k].source, ([], []))
+                    cams.append(m)
+                    masks.append(tumour_mask(chunk[k], m.shape))
+    return {"probs": np.array(probs), "labels": np.array(labels), "sources": np.array(sources), "samples": kept,
+            "errors": errors, "explanations": {src: explanation_scores(*v) for src, v in cams_by_source.items()}}
+
+
+def evaluate_package(package: Path, cfg: TrainConfig, out: Path, tta: int | None = None) -> dict:
+    manifest = read_package(package)
+    model = LoadedModel.load(ModelEntry(Path(package), "dir", manifest=manifest))
+    samples = load_samples(cfg)
+    ev = evaluate_samples(model, samples, tta or manifest.default_tta)
+    t = manifest.threshold.threshold
+    p, y, src = ev["probs"], ev["labels"], ev["sources"]
+    res = {"model": manifest.id, "threshold": t, "overall": with_intervals(p, y, t),
+           "ece": expected_calibration_error(p, y), "by_source": {}, "explanations": ev["explanations"],
+           "unreadable": ev["errors"]}
+    for s in sorted(set(src)):
+        res["by_source"][s] = with_intervals(p[src == s], y[src == s], t)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(res, indent=2))
+    roc(p, y, out / "roc.png")
+    reliability(p, y, out / "reliability.png")
+    confusion(p, y, t, out / "confusion.png")
+    wrong = [i for i in range(len(p)) if (p[i] >= t) != bool(y[i])][:24]
+    image_grid([preprocess_sample(ev["samples"][i], manifest.preprocessing).image for i in wrong],
+               [f"{ev['sources'][i]} y={y[i]} p={p[i]:.2f}" for i in wrong], out / "misclassified.png")
+    return res
