@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from brainmri_desktop.core.errors import ModelPackageError
 from brainmri_desktop.core.manifest import Manifest, OperatingPoint
 from brainmri_desktop.core.packages import user_models_dir, write_package
 from brainmri_desktop.core.preprocess import PreprocessSpec
@@ -56,15 +58,27 @@ def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | No
 
 
 def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, force: bool = False,
-           name: str | None = None) -> Path:
+           name: str | None = None, explain: bool = True) -> Path:
+    """Write the package; its model card is generated from the run, with Grad-CAM measured on validation."""
     import keras
+
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.packages import ModelEntry
+
+    from .card import explanations_for_run, model_card
 
     run_dir = Path(run_dir)
     manifest = manifest_from_run(run_dir, model_id, name)
     model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
-    extra = {}
-    card = run_dir / "MODEL_CARD.md"
-    if card.exists():
-        extra["MODEL_CARD.md"] = card.read_bytes()
     target = Path(to or user_models_dir()) / manifest.id
-    return write_package(target, manifest, model, extra, force=force)
+    if target.exists() and not force:
+        raise ModelPackageError(target, "a package with this id exists already (use --force to replace it)")
+    explanations = {}
+    if explain:
+        loaded = LoadedModel(ModelEntry(run_dir, "dir", manifest=manifest), manifest, model)
+        explanations = explanations_for_run(run_dir, loaded)
+        manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": explanations})
+    command = f"brainmri-train train --config <config below> --out {run_dir.name}\n" \
+              f"brainmri-train export {run_dir.name} --id {manifest.id}"
+    card = model_card(run_dir, manifest.to_dict(), explanations, command)
+    return write_package(target, manifest, model, {"MODEL_CARD.md": card.encode()}, force=force)

@@ -1,0 +1,119 @@
+"""The model card of an exported package, written from the run's own results: nothing in it is typed by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from brainmri_desktop.core.inference import LoadedModel
+
+from .config import TrainConfig
+from .evaluate import evaluate_samples
+from .train import load_samples
+
+
+def explanations_for_run(run_dir: Path, model: LoadedModel, limit_per_source: int = 300) -> dict:
+    """Grad-CAM pointing game on the run's validation tumour slices that have masks or outlines."""
+    cfg = TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+    val = set(json.loads((Path(run_dir) / "split.json").read_text())["val"])
+    chosen, per_source = [], {}
+    for s in load_samples(cfg):
+        if str(s.path) in val and s.label == 1 and (s.mask is not None or s.outline is not None):
+            if per_source.setdefault(s.source, 0) < limit_per_source:
+                per_source[s.source] += 1
+                chosen.append(s)
+    return evaluate_samples(model, chosen, tta=1, gradcam=True)["explanations"]
+
+
+def _m(d: dict | None, key: str) -> str:
+    if not d or not isinstance(d.get(key), dict) or d[key].get("value") is None:
+        return "-"
+    v = d[key]
+    lo, hi = v.get("ci95", [None, None])
+    return f"{v['value']:.3f}" + (f" ({lo:.3f}-{hi:.3f})" if lo is not None and hi is not None else "")
+
+
+def _table(rows: dict) -> str:
+    out = "| source | n | tumour | AUC (95% CI) | sensitivity | specificity |\n|---|---|---|---|---|---|\n"
+    for source, d in rows.items():
+        out += f"| {source} | {d['n']} | {d['positives']} | {_m(d, 'auc')} | {_m(d, 'sensitivity')} | {_m(d, 'specificity')} |\n"
+    return out
+
+
+def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: str) -> str:
+    res = json.loads((Path(run_dir) / "results.json").read_text())
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    m = manifest_dict
+    data = res["data"]["by_source"]
+    lines = [
+        f"# Model card: {m['name']} (`{m['id']}`)",
+        "",
+        "## Intended use",
+        "A triage aid for 2-D brain MRI slices: it ranks slices by the probability that they show a tumour, so a "
+        "qualified reader looks at the likeliest first. **It is not a diagnosis** and must not be used to rule a "
+        "tumour in or out. Not intended for: other organs, CT, paediatric or post-operative imaging, 3-D volumes as a "
+        "whole, or any use without a reader.",
+        "",
+        "## Model",
+        f"- Architecture: {m['architecture']}; input {m['preprocessing']['input_size']} px; "
+        f"Grad-CAM layer `{m['gradcam_layer']}`; weights stored as {m['weights_dtype']}.",
+        f"- Initialisation: {m['initialisation']}.",
+        f"- Trained {res['epochs_trained']} epochs (best validation AUC at epoch {res['best_epoch']}), "
+        f"{res['train_seconds'] / 60:.0f} min on 2 CPU cores, no GPU.",
+        f"- Preprocessing: {'; '.join(m['preprocessing']['steps'])}.",
+        "",
+        "## Data",
+        "| source | images | tumour | no tumour | patients |\n|---|---|---|---|---|",
+    ]
+    lines += [f"| {s} | {d['images']} | {d['tumour']} | {d['no_tumour']} | {d['patients'] or '-'} |" for s, d in data.items()]
+    dg = res["duplicate_groups"]
+    lines += [
+        "",
+        f"Split {res['split_sizes']} (train/validation/test images) over groups: LGG by patient, the others by "
+        f"near-duplicate group (16x16 difference hash, Hamming distance <= {dg['max_distance']}: {dg['links']} links, "
+        f"{dg['images_merged']} images in shared groups), across sets. Sources: Kaggle 'Brain MRI Images for Brain "
+        "Tumor Detection' (N. Chakrabarty), Kaggle 'Brain Tumor MRI Dataset' (M. Nickparvar; figshare, SARTAJ, "
+        "Br35H), Br35H (A. Hamada), TCGA-LGG FLAIR with masks (Buda et al., TCIA) - research use under their licences.",
+        "",
+        "## Results (calibrated probabilities, threshold chosen on validation)",
+        f"Validation, all sources: AUC {_m(res['validation'], 'auc')}, sensitivity {_m(res['validation'], 'sensitivity')}, "
+        f"specificity {_m(res['validation'], 'specificity')}.",
+        "",
+        "Validation by source:",
+        "",
+        _table(res["validation_by_source"]),
+        "Held-out test split by source (never used for training, calibration or thresholds):",
+        "",
+        _table(res["test_by_source"] or {}),
+        f"- Calibration: temperature {res['temperature']:.3f}; expected calibration error on validation "
+        f"{res['ece_before']:.3f} before, {res['ece_after']:.3f} after temperature scaling.",
+        f"- Threshold: {res['threshold']['threshold']:.3f} by Youden's J on the calibrated validation predictions "
+        f"(sensitivity {res['threshold']['sensitivity']:.3f}, specificity {res['threshold']['specificity']:.3f}); "
+        f"high-sensitivity point {res['high_sensitivity']['threshold']:.3f} (sensitivity "
+        f"{res['high_sensitivity']['sensitivity']:.3f}, specificity {res['high_sensitivity']['specificity']:.3f}).",
+        f"- Test-time augmentation, validation AUC / ECE after scaling: "
+        + ", ".join(f"TTA {k}: {v['auc']} / {v['ece_after']:.3f}" for k, v in res["tta_comparison"].items())
+        + f"; default TTA {res['default_tta']} (more views are kept only when they raise AUC by > 0.002).",
+        "- Grad-CAM on validation tumour slices with a mask (LGG) or an outline (Br35H): "
+        + ("; ".join(f"{s}: peak inside the tumour on {v['pointing_game']:.1%} of {v['n']} slices, "
+                     f"{v['energy_inside']:.1%} of the map's energy inside" for s, v in explanations.items()
+                     if v["n"]) or "not measured") + ".",
+        "",
+        "## Known limitations",
+        "- Single 2-D slices; no use of neighbouring slices or other sequences of the study.",
+        "- Seen in training: T1 post-contrast, T2 and FLAIR slices of the sources above; other sequences, scanners "
+        "and populations are untested. Leave-one-source-out figures were not measured for this release "
+        "(`brainmri-train cv --leave-one-source-out` reproduces them).",
+        "- The Kaggle sets carry no patient information: slices of one patient may sit on both sides of a split "
+        "where the duplicate hash did not join them.",
+        "- In this data snapshot the kaggle-navoneel images hold only three grey levels (0-2): they carry little "
+        "anatomy, and metrics on that source say little.",
+        "- Trained briefly on a CPU; the figures above are what this run measured, with the intervals shown.",
+        "",
+        "## Reproduce",
+        f"```\n{command}\n```",
+        "",
+        "Configuration:",
+        f"```json\n{json.dumps(cfg, indent=1)}\n```",
+    ]
+    return "\n".join(lines) + "\n"
