@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import __version__
 from ..core import runtime  # noqa: F401 - quietens TensorFlow before it loads
 
 
@@ -28,14 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="brainmri-desktop", description="BrainMRI: brain MRI tumour triage (a triage aid, not a diagnosis)")
     parser.add_argument("paths", nargs="*", type=Path, help="images, DICOM files or folders to open")
     parser.add_argument("--models-dir", action="append", type=Path, default=[])
-    parser.add_argument("--version", action="store_true")
+    parser.add_argument("--version", action="store_true", help="print version, commit and model ids")
+    parser.add_argument("--self-test", action="store_true", help="load every model, predict on generated data, exit")
     args = parser.parse_args(argv)
     if args.version:
-        from ..core.packages import discover
+        from ..selftest import version_line
 
-        ids = ", ".join(e.manifest.id for e in discover(args.models_dir) if e.ok)
-        print(f"BrainMRI {__version__}; models: {ids or 'none'}")
+        print(version_line(args.models_dir))
         return 0
+    if args.self_test:
+        from ..selftest import self_test
+
+        return self_test(args.models_dir)
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow

@@ -671,6 +671,8 @@ class MainWindow(QMainWindow):
     def show_about(self) -> None:
         models = "<br>".join(f"{e.manifest.name}: {e.manifest.id} v{e.manifest.version} ({e.source})"
                              for e in getattr(self, "entries", {}).values())
-        QMessageBox.about(self, "About BrainMRI", f"<h3>BrainMRI {__version__}</h3><p>{DISCLAIMER}</p>"
+        from ..selftest import build_commit
+
+        QMessageBox.about(self, "About BrainMRI", f"<h3>BrainMRI {__version__} ({build_commit()})</h3><p>{DISCLAIMER}</p>"
                                                   f"<p>Models:<br>{models or 'none found'}</p>"
                                                   f"<p>User models folder: {user_models_dir()}</p>")

@@ -1,0 +1,74 @@
+"""`brainmri-desktop --self-test`: loads every model found, predicts with Grad-CAM on a generated slice and a generated
+DICOM series, prints the results and exits 0 only when everything worked. Used to check an installed build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+
+
+def build_commit() -> str:
+    """The git commit: recorded in a frozen build at packaging time, else asked of the source tree."""
+    frozen = Path(getattr(sys, "_MEIPASS", "")) / "BUILD_COMMIT"
+    if getattr(sys, "frozen", False) and frozen.exists():
+        return frozen.read_text().strip()
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def version_line(models_dirs=None) -> str:
+    from .core.packages import discover
+
+    ids = ", ".join(f"{e.manifest.id} ({e.source})" for e in discover(models_dirs) if e.ok)
+    return f"BrainMRI {__version__} (commit {build_commit()}); models: {ids or 'none'}"
+
+
+def self_test(models_dirs=None) -> int:
+    import numpy as np
+
+    from .core import runtime
+    from .core.demo import head_image, write_series
+    from .core.gradcam import GradCAM
+    from .core.inference import LoadedModel, predict
+    from .core.io import load_paths
+    from .core.packages import discover
+    from .core.preprocess import preprocess_slice, preprocess_values
+
+    print(version_line(models_dirs))
+    print(f"device: {runtime.device_description()}")
+    entries = discover(models_dirs)
+    failures = [f"{e.path}: {e.error.reason}" for e in entries if not e.ok]
+    usable = [e for e in entries if e.ok]
+    if not usable:
+        failures.append("no usable model package found")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_series(Path(tmp) / "series", n=4, size=96, tumour_slices=(1, 2))
+        slices = load_paths([Path(tmp) / "series"]).slices
+        for entry in usable:
+            try:
+                model = LoadedModel.load(entry)
+                spec = model.manifest.preprocessing
+                inputs = [preprocess_values(head_image(120, 100, tumour=(50, 55, 9)), None, spec)]
+                inputs += [preprocess_slice(s, spec) for s in slices]
+                results = predict(model, inputs)
+                cams = GradCAM(model).slice_maps(inputs)
+                ok = all(0 <= r.probability <= 1 for r in results) and all(
+                    np.isfinite(c).all() and c.min() >= 0 and c.max() <= 1 for c in cams)
+                print(f"{entry.manifest.id}: " + ", ".join(f"{r.probability:.3f}" for r in results)
+                      + f" (threshold {model.manifest.threshold.threshold:.3f}); Grad-CAM maps "
+                      + ", ".join(f"{c.shape[1]}x{c.shape[0]}" for c in cams) + (" OK" if ok else " FAILED"))
+                if not ok:
+                    failures.append(f"{entry.manifest.id}: implausible output")
+            except Exception as exc:  # noqa: BLE001 - a self-test reports whatever broke
+                failures.append(f"{entry.manifest.id}: {type(exc).__name__}: {exc}")
+    for f in failures:
+        print(f"FAILED {f}")
+    print("self-test passed" if not failures else "self-test failed")
+    return 0 if not failures else 1

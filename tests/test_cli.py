@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import csv
+import shutil
+
+import cv2
+
+from brainmri_desktop.cli import main as brainmri
+from brainmri_desktop.ui.app import main as desktop
+
+from .synthetic import head_image, write_dicom_series
+
+
+def test_models_lists_usable_and_unusable_packages(model_dir, tmp_path, capsys):
+    shutil.copytree(model_dir, tmp_path / "m")
+    (tmp_path / "m" / "spot" / "weights.npz").write_bytes(b"tampered")
+    assert brainmri(["models", "--models-dir", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-cnn" in out and "UNUSABLE" in out and "sha256" in out
+
+
+def test_predict_mixed_inputs_writes_the_contract_csv(model_dir, tmp_path):
+    write_dicom_series(tmp_path / "series", n=3)
+    cv2.imwrite(str(tmp_path / "a.png"), head_image(70, 90))
+    (tmp_path / "bad.png").write_bytes(b"xx")
+    out = tmp_path / "out.csv"
+    code = brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn", "--tta", "3",
+                     "--out", str(out), str(tmp_path / "series"), str(tmp_path / "a.png"), str(tmp_path / "bad.png")])
+    assert code == 0
+    rows = list(csv.DictReader(open(out)))
+    assert {"path", "frame", "model_id", "probability", "threshold", "flagged", "tta_std", "cam_path", "error"} <= set(rows[0])
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 4 and all(0 <= float(r["probability"]) <= 1 for r in good)
+    assert [r for r in rows if r["error"]][0]["path"].endswith("bad.png")
+
+
+def test_predict_exits_non_zero_when_nothing_is_readable(model_dir, tmp_path):
+    (tmp_path / "bad.dcm").write_bytes(b"")
+    assert brainmri(["predict", "--models-dir", str(model_dir), str(tmp_path / "bad.dcm")]) != 0
+
+
+def test_self_test_passes_and_fails_on_a_tampered_package(model_dir, tmp_path, capsys):
+    assert desktop(["--self-test", "--models-dir", str(model_dir)]) == 0
+    assert "self-test passed" in capsys.readouterr().out
+    shutil.copytree(model_dir / "tiny-cnn", tmp_path / "bad" / "tiny-cnn")
+    (tmp_path / "bad" / "tiny-cnn" / "extra.txt").write_text("x")
+    assert desktop(["--self-test", "--models-dir", str(tmp_path / "bad")]) == 1
