@@ -31,3 +31,9 @@ fuzz: install
 
 clean:
 	rm -rf build dist .pytest_cache
+
+package: install
+	BIN=$(BIN) bash packaging/build.sh
+
+package-test: package
+	./dist/BrainMRI/BrainMRI --self-test
