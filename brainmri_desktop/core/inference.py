@@ -163,16 +163,21 @@ def predict(
 
     results: list[SliceResult | None] = [None] * n
     done = 0
+
+    def finish(i: int) -> None:
+        nonlocal done
+        results[i] = _result(i, np.array(views[i]), temperature, threshold, heads[i])
+        done += 1
+        if on_result:
+            on_result(results[i])
+
     for start in range(0, n, batch_size):
         check()
         raw = model.logits(stack[start : start + batch_size], batch_size)
         for i, value in enumerate(raw, start):
             views[i].append(float(value))
             if not needs_more(i):
-                results[i] = _result(i, np.array(views[i]), temperature, threshold, heads[i])
-                done += 1
-                if on_result:
-                    on_result(results[i])
+                finish(i)
         if progress:
             progress(done, n)
     pending = [i for i in range(n) if results[i] is None]
@@ -184,10 +189,7 @@ def predict(
             for i, value in zip(chunk, model.logits(apply_tta(images, name), batch_size)):
                 views[i].append(float(value))
         for i in chunk:
-            results[i] = _result(i, np.array(views[i]), temperature, threshold, heads[i])
-            done += 1
-            if on_result:
-                on_result(results[i])
+            finish(i)
         if progress:
             progress(done, n)
     return [r for r in results if r is not None]

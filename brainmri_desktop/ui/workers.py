@@ -10,27 +10,21 @@ from pathlib import Path
 
 from superqt.utils import thread_worker
 
-from ..core.errors import BrainMRIError
 from ..core.inference import LoadedModel, TTAConfig, predict
-from ..core.io.study import find_files, group_series, read_file
-from ..core.io import LoadReport
+from ..core.io.study import iter_load
 from ..core.preprocess import preprocess_slice
 
 
 @thread_worker
 def load_study(paths: list[Path]):
     """Yields ('progress', done, total); returns a LoadReport."""
-    files, errors = find_files(paths)
-    slices = []
-    for i, path in enumerate(files):
+    steps = iter_load(paths)
+    while True:
         try:
-            slices.extend(read_file(path))
-        except BrainMRIError as exc:
-            errors.append(exc)
-        except (OSError, MemoryError) as exc:
-            errors.append(BrainMRIError(path, f"cannot be read ({type(exc).__name__})"))
-        yield ("progress", i + 1, len(files))
-    return LoadReport(series=group_series(slices), errors=errors)
+            done, total = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        yield ("progress", done, total)
 
 
 @thread_worker

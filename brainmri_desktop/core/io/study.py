@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,23 +119,35 @@ def group_series(slices: Iterable[Slice]) -> list[Series]:
     return list(groups.values())
 
 
-def load_paths(
-    paths: Iterable[str | Path],
-    progress: Progress | None = None,
-    cancel: Cancel | None = None,
-) -> LoadReport:
-    """Read everything under `paths`. Bad files are collected with their reason; the good ones always load."""
+def iter_load(paths: Iterable[str | Path]) -> Generator[tuple[int, int], None, LoadReport]:
+    """Reads file by file, yielding (done, total); returns the LoadReport. Bad files are collected with their
+    reason; the good ones always load."""
     files, errors = find_files(paths)
     slices: list[Slice] = []
     for i, path in enumerate(files):
-        if cancel is not None and cancel():
-            raise CancelledError()
         try:
             slices.extend(read_file(path))
         except BrainMRIError as exc:
             errors.append(exc)
         except (OSError, MemoryError) as exc:
             errors.append(UnreadableFileError(path, f"cannot be read ({type(exc).__name__})"))
-        if progress is not None:
-            progress(i + 1, len(files))
+        yield i + 1, len(files)
     return LoadReport(series=group_series(slices), errors=errors)
+
+
+def load_paths(
+    paths: Iterable[str | Path],
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> LoadReport:
+    """Read everything under `paths` (see `iter_load`), with a progress callback and a cancel check."""
+    steps = iter_load(paths)
+    while True:
+        if cancel is not None and cancel():
+            raise CancelledError()
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(done, total)
