@@ -252,8 +252,11 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
         model.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
                   verbose=2)
         start = end
-    if (ckpt.dir / "best.weights.h5").exists():
-        model.load_weights(ckpt.dir / "best.weights.h5")
+    # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
+    for name in ("best.weights.h5", "last.weights.h5"):
+        if (ckpt.dir / name).exists():
+            model.load_weights(ckpt.dir / name)
+            break
     return model, state
 
 
