@@ -107,10 +107,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.summary)
         lay.addWidget(self.flagged_only)
         lay.addWidget(self.table)
-        dock = QDockWidget("Slices", self)
-        dock.setObjectName("slicesDock")
-        dock.setWidget(left)
-        self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+        self._dock("Slices", "slicesDock", left, Qt.LeftDockWidgetArea)
 
         self.result_text = QTextBrowser()
         self.result_text.setObjectName("results")
@@ -133,17 +130,11 @@ class MainWindow(QMainWindow):
         disclaimer.setWordWrap(True)
         disclaimer.setStyleSheet("color: #e0a060;")
         lay.addWidget(disclaimer)
-        dock = QDockWidget("Result", self)
-        dock.setObjectName("resultDock")
-        dock.setWidget(right)
-        self.addDockWidget(Qt.RightDockWidgetArea, dock)
+        self._dock("Result", "resultDock", right, Qt.RightDockWidgetArea)
 
         self.errors = QListWidget()
         self.errors.setObjectName("errors")
-        self.errors_dock = QDockWidget("Files not opened", self)
-        self.errors_dock.setObjectName("errorsDock")
-        self.errors_dock.setWidget(self.errors)
-        self.addDockWidget(Qt.RightDockWidgetArea, self.errors_dock)
+        self.errors_dock = self._dock("Files not opened", "errorsDock", self.errors, Qt.RightDockWidgetArea)
         self.errors_dock.hide()
 
         bar = QToolBar("Model")
@@ -191,6 +182,13 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel(runtime.device_description())
         self.statusBar().addPermanentWidget(self.device_label)
         self._build_menus()
+
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
 
     def _build_menus(self) -> None:
         def action(menu, text, slot, shortcut=None, name=None):
