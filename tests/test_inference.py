@@ -67,3 +67,15 @@ def test_gradcam_peaks_at_the_region_that_drives_the_logit(model_dir):
     yy, xx = np.mgrid[0:300, 0:420]
     inside = (yy - 205) ** 2 + (xx - 175) ** 2 <= 14 ** 2
     assert cam[inside].mean() > 10 * cam[~inside].mean()
+
+
+def test_default_model_is_the_best_validated_one(model_dir):
+    from dataclasses import replace
+
+    from brainmri_desktop.core.packages import ModelEntry
+
+    entries = [e for e in discover([model_dir]) if e.ok]
+    better = replace(entries[1].manifest, metrics={"validation": {"auc": {"value": 0.99}}})
+    worse = replace(entries[0].manifest, metrics={"validation": {"auc": {"value": 0.6}}})
+    picked = find_model([ModelEntry(entries[0].path, "bundled", worse), ModelEntry(entries[1].path, "bundled", better)], None)
+    assert picked.manifest is better

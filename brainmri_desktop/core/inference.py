@@ -195,8 +195,15 @@ def predict(
     return [r for r in results if r is not None]
 
 
+def validation_auc(manifest: Manifest) -> float:
+    auc = (manifest.metrics.get("validation") or {}).get("auc")
+    value = auc.get("value") if isinstance(auc, dict) else auc
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntry:
-    """The entry with this id, or the preferred default: a bundled ResNet50 first, then any usable model."""
+    """The entry with this id, or the default: the bundled model with the best validation AUC its trainer measured
+    (a model's architecture says nothing about how well it was trained), then any usable model."""
     usable = [e for e in entries if e.ok]
     if model_id:
         for e in usable:
@@ -205,5 +212,5 @@ def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntr
         raise ModelPackageError(Path(model_id), "no usable model with this id (see `brainmri models`)")
     if not usable:
         raise ModelPackageError(None, "no usable model package was found")
-    usable.sort(key=lambda e: (e.source != "bundled", e.manifest.architecture != "resnet50", e.manifest.id))
+    usable.sort(key=lambda e: (e.source != "bundled", -validation_auc(e.manifest), e.manifest.id))
     return usable[0]
