@@ -90,3 +90,15 @@ def test_eda_cv_evaluate_and_ablate_run_end_to_end(tiny_data, tmp_path):
                            "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert ev["overall"]["n"] == 40
+
+
+def test_split_does_not_depend_on_the_input_size(tiny_data, tmp_path):
+    """Duplicate groups come from the stored images, so runs at different sizes share one split (no leakage
+    between a model's training and another run's evaluation)."""
+    from trainer.config import DataRoot, TrainConfig
+    from trainer.train import prepare
+
+    base = TrainConfig(data=(DataRoot(path=str(tiny_data)),), img_size=32)
+    a = prepare(base, tmp_path / "cache")
+    b = prepare(base.override(img_size=48), tmp_path / "cache")
+    assert a.split == b.split and a.grouping.groups == b.grouping.groups

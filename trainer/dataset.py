@@ -20,6 +20,7 @@ from brainmri_desktop.core.io.study import read_file
 from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, to_model_input
 
 from .data import Sample
+from .dedup import dhash
 
 
 def preprocess_sample(sample: Sample, spec: PreprocessSpec) -> Preprocessed:
@@ -27,15 +28,18 @@ def preprocess_sample(sample: Sample, spec: PreprocessSpec) -> Preprocessed:
     return preprocess_slice(read_file(sample.path)[0], spec)
 
 
-def _work(args: tuple[str, dict]) -> tuple[np.ndarray | None, float, str]:
+def _work(args: tuple[str, dict]) -> tuple[np.ndarray | None, float, np.ndarray | None, str]:
+    """Preprocessed uint8 image, head fraction, and the duplicate hash of the image as stored (so that groups, and
+    with them the splits, do not depend on the preprocessing or the input size)."""
     path, spec_dict = args
     try:
-        p = preprocess_sample(Sample(Path(path), 0, ""), PreprocessSpec.from_dict(spec_dict))
-        return (p.image * 255 + 0.5).astype(np.uint8), p.head_fraction, ""
+        slice_ = read_file(Path(path))[0]
+        p = preprocess_slice(slice_, PreprocessSpec.from_dict(spec_dict))
+        return (p.image * 255 + 0.5).astype(np.uint8), p.head_fraction, dhash(slice_.values()), ""
     except BrainMRIError as exc:
-        return None, 0.0, exc.reason
+        return None, 0.0, None, exc.reason
     except (ValueError, cv2.error, OSError) as exc:
-        return None, 0.0, f"{type(exc).__name__}: {exc}"
+        return None, 0.0, None, f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -43,6 +47,14 @@ class Cache:
     images: np.ndarray  # N x S x S uint8, zeros where unreadable
     head_fraction: np.ndarray
     errors: dict[int, str]  # sample index -> reason
+    hashes: np.ndarray  # N x 4 uint64 difference hashes of the stored images; all zero where none (flat image)
+    hashed: np.ndarray  # N bool: whether the image had a meaningful hash
+
+    def hash_list(self) -> list[np.ndarray | None]:
+        return [h if ok else None for h, ok in zip(self.hashes, self.hashed)]
+
+    def subset(self, keep: np.ndarray) -> "Cache":
+        return Cache(self.images[keep], self.head_fraction[keep], {}, self.hashes[keep], self.hashed[keep])
 
     @property
     def ok(self) -> np.ndarray:
@@ -51,10 +63,13 @@ class Cache:
         return mask
 
 
+CACHE_FORMAT = 2  # bump when the cache's contents change
+
+
 def _key(samples: list[Sample], spec: PreprocessSpec) -> str:
     # The model's own normalisation is applied after the cache, so models that differ only there share one cache.
     d = {k: v for k, v in spec.to_dict().items() if k not in ("model_normalisation", "steps")}
-    h = hashlib.sha1(json.dumps(d, sort_keys=True).encode())
+    h = hashlib.sha1(json.dumps({**d, "format": CACHE_FORMAT}, sort_keys=True).encode())
     for s in samples:
         st = s.path.stat()
         h.update(f"{s.path}|{st.st_size}|{int(st.st_mtime)}".encode())
@@ -66,11 +81,13 @@ def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | N
     if path and path.exists():
         with np.load(path, allow_pickle=False) as z:
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
-            return Cache(z["images"], z["head_fraction"], errors)
+            return Cache(z["images"], z["head_fraction"], errors, z["hashes"], z["hashed"])
     jobs = [(str(s.path), spec.to_dict()) for s in samples]
     size = spec.input_size
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     heads = np.zeros(len(samples), dtype=np.float32)
+    hashes = np.zeros((len(samples), 4), dtype=np.uint64)
+    hashed = np.zeros(len(samples), dtype=bool)
     errors: dict[int, str] = {}
     if workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as pool:
@@ -78,18 +95,20 @@ def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | N
             results = list(outcomes)
     else:
         results = [_work(j) for j in jobs]
-    for i, (image, head, reason) in enumerate(results):
+    for i, (image, head, digest, reason) in enumerate(results):
         if image is None:
             errors[i] = reason
-        else:
-            images[i], heads[i] = image, head
+            continue
+        images[i], heads[i] = image, head
+        if digest is not None:
+            hashes[i], hashed[i] = digest, True
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, head_fraction=heads,
+        np.savez(tmp, images=images, head_fraction=heads, hashes=hashes, hashed=hashed,
                  error_index=np.array(list(errors), dtype=np.int64), error_reason=np.array(list(errors.values()), dtype=str))
         tmp.replace(path)
-    return Cache(images, heads, errors)
+    return Cache(images, heads, errors, hashes, hashed)
 
 
 def batch_inputs(images_u8: np.ndarray, size: int, normalisation: str) -> np.ndarray:

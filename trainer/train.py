@@ -28,7 +28,7 @@ from .calibrate import (calibrated, expected_calibration_error, fit_temperature,
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, build_cache, make_sequence
-from .dedup import Grouping, dhash, group_samples
+from .dedup import Grouping, group_samples
 from .metrics import with_intervals
 from .splits import Split, split_groups
 
@@ -66,13 +66,12 @@ def prepare(cfg: TrainConfig, cache_dir: Path | None) -> Prepared:
     unreadable = [(str(samples[i].path), r) for i, r in sorted(cache.errors.items())]
     keep = np.nonzero(cache.ok)[0]
     samples = [samples[i] for i in keep]
-    cache = Cache(cache.images[keep], cache.head_fraction[keep], {})
+    cache = cache.subset(keep)
     labels = np.array([s.label for s in samples], dtype=np.int64)
     for lab, name in ((0, "no tumour"), (1, "tumour")):
         if not (labels == lab).any():
             raise DataError(f"the class '{name}' has no readable images: training needs both classes")
-    hashes = [dhash(im) for im in cache.images]
-    grouping = group_samples(samples, hashes, cfg.dedup_distance)
+    grouping = group_samples(samples, cache.hash_list(), cfg.dedup_distance)
     split = split_groups(samples, grouping.groups, cfg.fractions, cfg.seed)
     sources = np.array([s.source for s in samples])
     return Prepared(samples, cache, labels, sources, grouping, split, unreadable)
