@@ -285,7 +285,7 @@ class MainWindow(QMainWindow):
             self.tta.setValue(self.entry.manifest.default_tta)
         self.run_inference()
 
-    def _point_changed(self, *_):
+    def _point_changed(self, *_) -> None:
         """A new operating point changes decisions, not probabilities: nothing re-runs."""
         if self.model is None:
             return
@@ -415,7 +415,7 @@ class MainWindow(QMainWindow):
             for r in msg[1]:
                 self.results[r.index] = r
             self._set_progress(len(self.results), len(self.slices))
-            self._refresh_rows()
+            self._refresh_rows({r.index for r in msg[1]})
             if self.current in {r.index for r in msg[1]}:
                 self._show_current()
 
@@ -458,13 +458,20 @@ class MainWindow(QMainWindow):
             self.cancel_button.hide()
 
     # ---------------------------------------------------------------- review
-    def _refresh_rows(self) -> None:
+    def _refresh_rows(self, only: set[int] | None = None) -> None:
+        """Rewrites the rows of the given slices (all when None). Never passes None into an item: PySide6 then
+        drops a reference to None, and thousands of rows crash the interpreter (seen on a 2,000-slice study)."""
         self.table.setSortingEnabled(False)
         for row in range(self.table.rowCount()):
             i = self.table.item(row, 0).data(Qt.UserRole)
+            if only is not None and i not in only:
+                continue
             r = self.results.get(i)
             p_item, f_item = self.table.item(row, 2), self.table.item(row, 3)
-            p_item.setData(Qt.DisplayRole, round(r.probability, 3) if r else None)
+            if r:
+                p_item.setData(Qt.DisplayRole, round(r.probability, 3))
+            else:
+                p_item.setText("")
             mark = self.reviews.marks.get(i) if self.reviews else None
             flag = (FLAG if r and r.flagged else "") + (SECOND if r and r.second_look else "")
             f_item.setText(flag + (f" {mark.verdict}" if mark else ""))
