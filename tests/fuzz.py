@@ -110,7 +110,12 @@ def run(count: int, seed: int = 0) -> dict:
                 outcomes[check_manifest(text)] += 1
             else:
                 name = names[int(rng.integers(0, len(names)))]
-                outcomes[check_file(f"{i}{Path(name).suffix}", mutate(seeds[name], rng), folder)] += 1
+                data = mutate(seeds[name], rng)
+                try:
+                    outcomes[check_file(f"{i}{Path(name).suffix}", data, folder)] += 1
+                except AssertionError:
+                    (Path(tempfile.gettempdir()) / f"brainmri-fuzz-slow-{i}-{name}").write_bytes(data)
+                    raise
                 (folder / f"{i}{Path(name).suffix}").unlink()
             slowest = max(slowest, time.perf_counter() - t)
     finally:

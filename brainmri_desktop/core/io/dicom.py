@@ -12,7 +12,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from ..errors import NotAnImageError, UnreadableFileError, UnsupportedError
+from ..errors import BrainMRIError, NotAnImageError, UnreadableFileError, UnsupportedError
 from .slices import PatientInfo, SeriesInfo, Slice
 
 # pydicom logs element values when it meets odd ones; values can be identifying, so they stay out of our logs.
@@ -149,6 +149,15 @@ def _to_grey_frames(arr: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
 def read_dicom(path: Path) -> list[Slice]:
     """All frames of one DICOM file as slices; typed errors for anything that cannot be shown."""
     path = Path(path)
+    try:
+        return _read_dicom(path)
+    except (BrainMRIError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pydicom parses elements lazily, so damage surfaces on any access
+        raise UnreadableFileError(path, f"malformed DICOM ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _read_dicom(path: Path) -> list[Slice]:
     try:
         if path.stat().st_size == 0:
             raise UnreadableFileError(path, "empty file")

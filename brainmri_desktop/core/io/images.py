@@ -35,7 +35,10 @@ def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise UnreadableFileError(path, "empty file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV asserts on headers that claim absurd sizes
+        raise UnreadableFileError(path, "not a readable image (header claims an impossible size)") from None
     if image is None or image.size == 0:
         raise UnreadableFileError(path, "not a readable image (corrupt, truncated or not an image format)")
     if image.shape[0] * image.shape[1] > MAX_PIXELS:
