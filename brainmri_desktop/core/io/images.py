@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,18 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unexpected image shape {image.shape}")
 
 
+def _header_size(data: np.ndarray) -> tuple[int, int]:
+    """The size a file's header claims, read without decoding (Pillow reads headers lazily), so that a damaged
+    header cannot make the decoder allocate gigabytes; (0, 0) when Pillow cannot tell and OpenCV will decide."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0, 0
+
+
 def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
     path = Path(path)
     try:
@@ -35,6 +48,9 @@ def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise UnreadableFileError(path, "empty file")
+    width, height = _header_size(data)
+    if width * height > MAX_PIXELS:
+        raise UnreadableFileError(path, f"image too large ({width}x{height})")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:  # OpenCV asserts on headers that claim absurd sizes
