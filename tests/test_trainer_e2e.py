@@ -90,6 +90,7 @@ def test_eda_cv_evaluate_and_ablate_run_end_to_end(tiny_data, tmp_path):
                            "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert ev["overall"]["n"] == 40
+    assert (tmp_path / "ev" / "gradcam_tp_fp_fn.png").exists()
 
 
 def test_split_does_not_depend_on_the_input_size(tiny_data, tmp_path):

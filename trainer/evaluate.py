@@ -104,4 +104,20 @@ def evaluate_package(package: Path, cfg: TrainConfig, out: Path, tta: int | None
     wrong = [i for i in range(len(p)) if (p[i] >= t) != bool(y[i])][:24]
     image_grid([preprocess_sample(ev["samples"][i], manifest.preprocessing).image for i in wrong],
                [f"{ev['sources'][i]} y={y[i]} p={p[i]:.2f}" for i in wrong], out / "misclassified.png")
+    gradcam_review_grid(model, ev["samples"], p, y, t, out / "gradcam_tp_fp_fn.png")
     return res
+
+
+def gradcam_review_grid(model: LoadedModel, samples: list[Sample], p, y, t: float, path: Path, per_kind: int = 6):
+    """Grad-CAM over the model input for the most confident true positives, false positives and false negatives."""
+    kinds = {"TP": (p >= t) & (y == 1), "FP": (p >= t) & (y == 0), "FN": (p < t) & (y == 1)}
+    picked = []
+    for kind, sel in kinds.items():
+        idx = np.nonzero(sel)[0]
+        order = idx[np.argsort(-np.abs(p[idx] - t))][:per_kind]
+        picked += [(kind, int(i)) for i in order]
+    if not picked:
+        return
+    images = np.stack([preprocess_sample(samples[i], model.manifest.preprocessing).image for _, i in picked])
+    maps = GradCAM(model).input_maps(images)
+    image_grid(list(images), [f"{k} p={p[i]:.2f}" for k, i in picked], path, overlays=list(maps))
