@@ -18,7 +18,7 @@ from .slices import PatientInfo, SeriesInfo, Slice
 # pydicom logs element values when it meets odd ones; values can be identifying, so they stay out of our logs.
 logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
-MAX_PIXELS = 64 * 1024 * 1024  # over all frames (256 frames of 512x512): refuse headers that claim more before anything is decoded
+MAX_PIXELS = 128 * 1024 * 1024  # samples over all frames (a 120-frame colour cine at 640x480 is 110 M): refuse headers that claim more before anything is decoded
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
