@@ -396,15 +396,15 @@ class MainWindow(QMainWindow):
         self.status.setText(f"Running {self.entry.manifest.name}...")
         worker = run_model(self.entry, self.slices, self.tta.value(), self.point_combo.currentIndex() == 1,
                            self.loaded_models)
-        worker.yielded.connect(self._inference_message)
+        worker.yielded.connect(lambda msg, w=worker: self._inference_message(w, msg))
         worker.errored.connect(lambda exc: self._failed(f"The model could not run: {exc}"))
         worker.finished.connect(lambda w=worker: self._inference_finished(w))
         self.infer_worker = worker
         worker.start()
 
-    def _inference_message(self, msg) -> None:
-        if self.sender() is not self.infer_worker and self.sender() is not None and hasattr(self.sender(), "quit"):
-            return
+    def _inference_message(self, worker, msg) -> None:
+        if worker is not self.infer_worker:
+            return  # a run that was cancelled or replaced: its late results must not mix with the new ones
         kind = msg[0]
         if kind == "model":
             self.model = msg[1]
