@@ -58,15 +58,6 @@ def write_csv(report: StudyReport, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
-def _display(s: Slice) -> np.ndarray:
-    v = s.values()
-    if s.window:
-        lo, hi = s.window[0] - s.window[1] / 2, s.window[0] + s.window[1] / 2
-    else:
-        lo, hi = np.percentile(v, (0.5, 99.5))
-    return np.clip((v - lo) / max(hi - lo, 1e-6), 0, 1)
-
-
 def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarray | None],
               max_slices: int = 24) -> None:
     import matplotlib
@@ -102,7 +93,7 @@ def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarr
             fig = Figure(figsize=(8.27, 11.69))
             for row, i in enumerate(flagged[start : start + 3]):
                 s, r = report.slices[i], report.results[i]
-                image = _display(s)
+                image = s.display_image()
                 ax = fig.add_subplot(3, 2, 2 * row + 1)
                 ax.imshow(image, cmap="gray")
                 ax.set_title(f"slice {i + 1}: {s.label}", fontsize=8)

@@ -41,6 +41,7 @@ class MainWindow(QMainWindow):
         self.results: dict[int, SliceResult] = {}
         self.cams: dict[int, np.ndarray] = {}
         self.loaded_models: dict = {}
+        self.entries: dict = {}
         self.model = None
         self.reviews: ReviewStore | None = None
         self.current = -1
@@ -278,7 +279,7 @@ class MainWindow(QMainWindow):
 
     @property
     def entry(self):
-        return getattr(self, "entries", {}).get(self.model_combo.currentData())
+        return self.entries.get(self.model_combo.currentData())
 
     def _model_changed(self, *_):
         if self.entry and self.tta.value() == 1 and not self.settings.value("tta"):
@@ -538,15 +539,9 @@ class MainWindow(QMainWindow):
 
     # --------------------------------------------------------------- display
     def _display_unit(self, s) -> np.ndarray:
-        v = s.values()
         if self.window_level is None:
-            if s.window:
-                self.window_level = s.window
-            else:
-                lo, hi = np.percentile(v, (0.5, 99.5))
-                self.window_level = ((lo + hi) / 2, max(hi - lo, 1e-6))
-        c, w = self.window_level
-        return np.clip((v - (c - w / 2)) / max(w, 1e-6), 0, 1)
+            self.window_level = s.display_window()
+        return s.display_image(self.window_level)
 
     def _drag_window(self, d_centre: float, d_width: float) -> None:
         if not self.slices or self.window_level is None:
@@ -675,7 +670,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> None:
         models = "<br>".join(f"{e.manifest.name}: {e.manifest.id} v{e.manifest.version} ({e.source})"
-                             for e in getattr(self, "entries", {}).values())
+                             for e in self.entries.values())
         from ..selftest import build_commit
 
         QMessageBox.about(self, "About BrainMRI", f"<h3>BrainMRI {__version__} ({build_commit()})</h3><p>{DISCLAIMER}</p>"

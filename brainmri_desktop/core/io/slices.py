@@ -61,3 +61,15 @@ class Slice:
 
     def values(self) -> np.ndarray:
         return self.pixels.astype(np.float32, copy=False)
+
+    def display_window(self) -> tuple[float, float]:
+        """(centre, width) for showing the slice: the file's own window, else the 0.5-99.5 percentile range."""
+        if self.window:
+            return self.window
+        lo, hi = np.percentile(self.values(), (0.5, 99.5))
+        return (float(lo + hi) / 2, max(float(hi - lo), 1e-6))
+
+    def display_image(self, window: tuple[float, float] | None = None) -> np.ndarray:
+        """The slice scaled to [0, 1] through a window (its display window by default)."""
+        centre, width = window or self.display_window()
+        return np.clip((self.values() - (centre - width / 2)) / max(width, 1e-6), 0, 1)
