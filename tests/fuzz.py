@@ -94,34 +94,43 @@ def check_manifest(text: str) -> str:
         return "refused"
 
 
+def _keep(name: str, data: bytes) -> None:
+    """A failing input is kept for inspection, and the campaign goes on."""
+    (Path(tempfile.gettempdir()) / f"brainmri-fuzz-{name}").write_bytes(data)
+
+
 def run(count: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     seeds = image_seeds()
     names = sorted(seeds)
     manifest = manifest_seed().encode()
-    outcomes = {"ok": 0, "refused": 0}
+    outcomes = {"ok": 0, "refused": 0, "uncaught": 0}
     slowest, slow_inputs = 0.0, 0
     folder = Path(tempfile.mkdtemp(prefix="brainmri-fuzz-"))
     try:
         for i in range(count):
             t = time.perf_counter()
             if i % 10 == 9:
-                text = mutate(manifest, rng).decode("utf-8", errors="replace")
-                outcomes[check_manifest(text)] += 1
+                name, data = "manifest.json", mutate(manifest, rng)
+                check = lambda: check_manifest(data.decode("utf-8", errors="replace"))  # noqa: E731
             else:
                 name = names[int(rng.integers(0, len(names)))]
                 data = mutate(seeds[name], rng)
-                try:
-                    outcomes[check_file(f"{i}{Path(name).suffix}", data, folder)] += 1
-                except AssertionError:
-                    # Over the time limit: counted and kept for inspection, and the campaign goes on.
-                    (Path(tempfile.gettempdir()) / f"brainmri-fuzz-slow-{i}-{name}").write_bytes(data)
-                    slow_inputs += 1
-                (folder / f"{i}{Path(name).suffix}").unlink()
+                check = lambda: check_file(f"{i}{Path(name).suffix}", data, folder)  # noqa: E731
+            try:
+                outcomes[check()] += 1
+            except AssertionError:  # over the time limit
+                slow_inputs += 1
+                _keep(f"slow-{i}-{name}", data)
+            except Exception:  # noqa: BLE001 - what the campaign counts; a BaseException would end it, as it should
+                outcomes["uncaught"] += 1
+                _keep(f"uncaught-{i}-{name}", data)
+            for leftover in folder.iterdir():
+                leftover.unlink()
             slowest = max(slowest, time.perf_counter() - t)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"inputs": count, **outcomes, "uncaught": 0, f"over_{TIME_LIMIT_S:g}_s": slow_inputs,
+    return {"inputs": count, **outcomes, f"over_{TIME_LIMIT_S:g}_s": slow_inputs,
             "slowest_s": round(slowest, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 

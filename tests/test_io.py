@@ -39,7 +39,8 @@ def test_16_bit_png_keeps_its_depth(tmp_path):
     assert s.pixels.dtype == np.uint16 and int(s.pixels.max()) == int(img.max())
 
 
-@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "not a readable image")])
+@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "damaged or truncated PNG"),
+                                            (b"GIF89a" + bytes(20), "not a readable image")])
 def test_bad_image_files_name_file_and_reason(tmp_path, content, reason):
     path = tmp_path / "bad.png"
     path.write_bytes(content)

@@ -9,10 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from ..errors import BrainMRIError, NotAnImageError, UnreadableFileError, UnsupportedError
+from .codestream import declared_size
 from .slices import PatientInfo, SeriesInfo, Slice
 
 # pydicom logs element values when it meets odd ones; values can be identifying, so they stay out of our logs.
@@ -116,6 +118,7 @@ def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         raise UnreadableFileError(path, "image size is missing or invalid") from None
     if min(rows, cols, frames, samples) < 1 or rows * cols * frames * samples > MAX_PIXELS:
         raise UnreadableFileError(path, f"implausible image size ({cols}x{rows}, {frames} frames)")
+    _check_frame_sizes(ds, path, rows, cols, frames)
     try:
         return ds.pixel_array
     except NotImplementedError as exc:
@@ -129,6 +132,25 @@ def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     except BaseException as exc:  # noqa: BLE001 - decoders raise many types; the Rust RLE decoder even panics
         # (pyo3's PanicException derives from BaseException), found by the fuzz harness
         raise UnreadableFileError(path, f"pixel data cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _encapsulated_frames(ds: pydicom.Dataset, frames: int):
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_compressed or "PixelData" not in ds:
+        return ()
+    try:
+        return list(generate_frames(ds.PixelData, number_of_frames=frames))
+    except Exception:  # noqa: BLE001 - damaged fragments: the decoder reports them
+        return ()
+
+
+def _check_frame_sizes(ds: pydicom.Dataset, path: Path, rows: int, cols: int, frames: int) -> None:
+    """Refuse a compressed frame whose own header claims a larger image than the DICOM header (before decoding)."""
+    for number, frame in enumerate(_encapsulated_frames(ds, frames), start=1):
+        size = declared_size(frame)
+        if size is not None and (size[0] > rows or size[1] > cols):
+            raise UnreadableFileError(
+                path, f"frame {number} claims {size[1]}x{size[0]} pixels but the header says {cols}x{rows}")
 
 
 def _to_grey_frames(arr: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:

@@ -40,6 +40,23 @@ def _header_size(data: np.ndarray) -> tuple[int, int]:
         return 0, 0
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunks_fit(data: bytes) -> bool:
+    """Whether every chunk of a PNG lies inside the file. OpenCV 5 allocates a chunk's claimed length before
+    reading it, so a damaged length field cost 4 GB and seconds (found by the fuzz harness)."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if length > len(data) - pos - 12:  # length, type and CRC around the payload
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos += 12 + length
+    return False
+
+
 def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
     path = Path(path)
     try:
@@ -48,6 +65,8 @@ def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise UnreadableFileError(path, "empty file")
+    if data[:8].tobytes() == _PNG_SIGNATURE and not _png_chunks_fit(data.tobytes()):
+        raise UnreadableFileError(path, "damaged or truncated PNG (a chunk runs past the end of the file)")
     width, height = _header_size(data)
     if width * height > MAX_PIXELS:
         raise UnreadableFileError(path, f"image too large ({width}x{height})")

@@ -1,0 +1,89 @@
+"""Headers that claim more than the file holds are refused before any decoder allocates for them."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_frames
+
+from brainmri_desktop.core.demo import head_image
+from brainmri_desktop.core.errors import UnreadableFileError
+from brainmri_desktop.core.io.codestream import declared_size
+from brainmri_desktop.core.io.dicom import read_dicom
+from brainmri_desktop.core.io.images import read_image
+
+
+def _first_frame(name: str) -> tuple[pydicom.Dataset, bytes]:
+    ds = pydicom.dcmread(get_testdata_file(name))
+    return ds, next(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1) or 1)))
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm"])
+def test_declared_size_matches_the_dicom_header_of_real_files(name):
+    ds, frame = _first_frame(name)
+    assert declared_size(frame) == (ds.Rows, ds.Columns)
+
+
+def test_declared_size_of_frames_without_a_known_header_is_unknown():
+    assert declared_size(b"") is None
+    assert declared_size(b"\xff\xd8\xff") is None
+    assert declared_size(bytes(64)) is None
+
+
+def _with_first_frame(ds: pydicom.Dataset, frame: bytes, path: Path) -> Path:
+    ds.PixelData = encapsulate([frame])
+    ds.save_as(path)
+    return path
+
+
+def test_jpeg_frame_claiming_a_huge_image_is_refused_without_decoding(tmp_path):
+    ds, frame = _first_frame("SC_rgb_jpeg_dcmtk.dcm")
+    sof = frame.index(b"\xff\xc0")
+    huge = frame[: sof + 5] + struct.pack(">HH", 32639, 32639) + frame[sof + 9 :]
+    with pytest.raises(UnreadableFileError, match="claims 32639x32639 pixels but the header says 100x100"):
+        read_dicom(_with_first_frame(ds, huge, tmp_path / "huge.dcm"))
+
+
+def test_jpeg2000_frame_claiming_a_huge_image_is_refused(tmp_path):
+    ds, frame = _first_frame("JPEG2000.dcm")
+    siz = frame.index(b"\xff\x4f\xff\x51")
+    huge = frame[: siz + 8] + struct.pack(">II", 40000, 40000) + frame[siz + 16 :]
+    with pytest.raises(UnreadableFileError, match="claims 40000x40000"):
+        read_dicom(_with_first_frame(ds, huge, tmp_path / "huge-j2k.dcm"))
+
+
+def _png_bytes() -> bytes:
+    ok, buf = cv2.imencode(".png", head_image(48, 40, tumour=(20, 20, 5)))
+    assert ok
+    return buf.tobytes()
+
+
+def test_intact_png_loads(tmp_path):
+    path = tmp_path / "ok.png"
+    path.write_bytes(_png_bytes())
+    assert read_image(path).pixels.shape == (48, 40)
+
+
+def test_png_chunk_running_past_the_end_is_refused(tmp_path):
+    data = bytearray(_png_bytes())
+    idat = data.index(b"IDAT") - 4
+    data[idat : idat + 4] = b"\xff\xff\xff\x4b"  # the fuzz harness's 4 GB chunk length
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnreadableFileError, match="damaged.png.*chunk runs past the end"):
+        read_image(path)
+    assert path.read_bytes() == bytes(data)  # the user's file is untouched
+
+
+def test_png_truncated_before_its_end_is_refused(tmp_path):
+    data = _png_bytes()
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableFileError, match="cut.png"):
+        read_image(path)
