@@ -6,7 +6,7 @@ import csv
 
 import cv2
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPoint, QSettings, Qt
 
 from brainmri_desktop.ui.main_window import MainWindow
 
@@ -32,8 +32,9 @@ def _open_and_wait(qtbot, w, paths):
 def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_path):
     write_dicom_series(tmp_path / "series", n=6, tumour_slices=(2, 3))
     _open_and_wait(qtbot, window, [tmp_path / "series"])
-    assert window.table.rowCount() == 6
-    probs = [window.table.item(r, 2).data(Qt.DisplayRole) for r in range(6)]
+    table = window.table.model()
+    assert table.rowCount() == 6
+    probs = [table.index(r, 2).data(Qt.DisplayRole) for r in range(6)]
     assert all(p is not None and 0 <= p <= 1 for p in probs)
     assert "Tumour probability" in window.result_text.toPlainText()
     assert window.cam_view.has_overlay
@@ -94,3 +95,36 @@ def test_export_and_review_marks_survive_reopening(qtbot, window, tmp_path, mode
     again.model_combo.setCurrentIndex(again.model_combo.findData("tiny-cnn"))
     _open_and_wait(qtbot, again, [tmp_path / "series"])
     assert again.reviews.marks[2].verdict == "disagree" and again.reviews.marks[2].note == "looks like artefact"
+
+
+def _column(window, column: int) -> list:
+    view = window.table.model()
+    return [view.index(row, column).data() for row in range(view.rowCount())]
+
+
+def test_sorting_by_probability_and_flagged_only_filter(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=8, tumour_slices=(3, 4))
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    assert _column(window, 0) == list(range(1, 9))  # study order until the reader sorts
+    header = window.table.horizontalHeader()
+    on_p = QPoint(header.sectionViewportPosition(2) + 5, header.height() // 2)
+    qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=on_p)
+    if header.sortIndicatorOrder() != Qt.DescendingOrder:
+        qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=on_p)
+    assert header.sortIndicatorSection() == 2
+    probs = _column(window, 2)
+    assert probs == sorted(probs, reverse=True)
+    # The row the reader selects is the slice shown, whatever the order.
+    window.table.selectRow(0)
+    top = max(window.results, key=lambda i: window.results[i].probability)
+    assert window.current == top
+    threshold = sorted(r.probability for r in window.results.values())[-3] - 1e-9
+    window.results = {i: r.__class__(**{**r.__dict__, "threshold": threshold}) for i, r in window.results.items()}
+    window._refresh_rows()
+    window.flagged_only.click()
+    assert window.flagged_only.isChecked()
+    shown = {n - 1 for n in _column(window, 0)}
+    assert shown == {i for i, r in window.results.items() if r.flagged or r.second_look}
+    assert len(shown) >= 3
+    window.flagged_only.click()
+    assert window.table.model().rowCount() == 8

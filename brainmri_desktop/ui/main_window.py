@@ -11,24 +11,22 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockWidget, QFileDialog, QHBoxLayout,
                                QHeaderView, QInputDialog, QLabel, QLineEdit, QListWidget, QMainWindow, QMessageBox,
-                               QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter, QTableWidget,
-                               QTableWidgetItem, QTextBrowser, QToolBar, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter, QTableView, QTextBrowser,
+                               QToolBar, QVBoxLayout, QWidget)
 
 from .. import __version__
 from ..core import runtime
 from ..core.demo import ensure_demo_study
 from ..core.errors import BrainMRIError
-from ..core.gradcam import GradCAM
 from ..core.inference import SliceResult
 from ..core.packages import discover, user_models_dir
 from ..core.preprocess import Preprocessed
 from ..core.report import DISCLAIMER, StudyReport, write_csv, write_pdf
 from ..core.review import ReviewStore
 from .image_view import ImageView
+from .slice_table import FlaggedFilter, SliceTableModel
 from .triage_strip import TriageStrip
-from .workers import load_study, run_model
-
-FLAG, SECOND = "\u25cf", "?"
+from .workers import load_study, run_model, settle_heap
 
 
 class MainWindow(QMainWindow):
@@ -57,6 +55,7 @@ class MainWindow(QMainWindow):
         self._model_watch.start()
         self._restore_settings()
         self.setAcceptDrops(True)
+        settle_heap()
 
     # ---------------------------------------------------------------- layout
     def _build_ui(self) -> None:
@@ -86,21 +85,29 @@ class MainWindow(QMainWindow):
         centre.setSizes([800, 90])
         self.setCentralWidget(centre)
 
-        self.table = QTableWidget(0, 4)
+        self.slice_model = SliceTableModel(self)
+        self.slice_view = FlaggedFilter(self.slice_model, self)
+        self.table = QTableView()
         self.table.setObjectName("sliceTable")
-        self.table.setHorizontalHeaderLabels(["#", "slice", "p", "flag"])
+        self.table.setModel(self.slice_view)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setSortingEnabled(True)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        # Unsorted until the reader clicks a column: the study order is the slice order, and sorting a long
+        # study on every reset costs tens of thousands of calls into the model.
+        header.setSortIndicator(-1, Qt.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        # Sizing to contents would measure every row of a long study on each update.
+        header.setSectionResizeMode(QHeaderView.Interactive)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
+        for column, width in ((0, 48), (2, 56), (3, 72)):
+            header.resizeSection(column, width)
         self.table.setMinimumWidth(300)
-        self.table.itemSelectionChanged.connect(self._table_selection)
+        self.table.selectionModel().selectionChanged.connect(self._table_selection)
         self.flagged_only = QCheckBox("flagged only")
-        self.flagged_only.toggled.connect(self._apply_filter)
+        self.flagged_only.toggled.connect(self.slice_view.set_flagged_only)
         self.summary = QLabel("No study open.")
         self.summary.setWordWrap(True)
         left = QWidget()
@@ -359,18 +366,7 @@ class MainWindow(QMainWindow):
         if self.reviews.load_error:
             self.errors.addItem(self.reviews.load_error)
             self.errors_dock.show()
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(self.slices))
-        for i, s in enumerate(self.slices):
-            number = QTableWidgetItem()
-            number.setData(Qt.DisplayRole, i + 1)
-            number.setData(Qt.UserRole, i)
-            self.table.setItem(i, 0, number)
-            self.table.setItem(i, 1, QTableWidgetItem(s.label))
-            self.table.setItem(i, 2, QTableWidgetItem(""))
-            self.table.setItem(i, 3, QTableWidgetItem(""))
-        self.table.setSortingEnabled(True)
-        self.table.sortItems(0)
+        self.slice_model.set_study(self.slices, self.results, self.reviews.marks)
         self._update_title()
         self.select_slice(0)
         self.run_inference()
@@ -408,7 +404,7 @@ class MainWindow(QMainWindow):
             return  # a run that was cancelled or replaced: its late results must not mix with the new ones
         kind = msg[0]
         if kind == "model":
-            self.model = msg[1]
+            self.model, self._gradcam = msg[1], msg[2]
         elif kind == "inputs":
             for k, p in enumerate(msg[2]):
                 self.inputs[msg[1] + k] = p
@@ -460,24 +456,8 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- review
     def _refresh_rows(self, only: set[int] | None = None) -> None:
-        """Rewrites the rows of the given slices (all when None). Never passes None into an item: PySide6 then
-        drops a reference to None, and thousands of rows crash the interpreter (seen on a 2,000-slice study)."""
-        self.table.setSortingEnabled(False)
-        for row in range(self.table.rowCount()):
-            i = self.table.item(row, 0).data(Qt.UserRole)
-            if only is not None and i not in only:
-                continue
-            r = self.results.get(i)
-            p_item, f_item = self.table.item(row, 2), self.table.item(row, 3)
-            if r:
-                p_item.setData(Qt.DisplayRole, round(r.probability, 3))
-            else:
-                p_item.setText("")
-            mark = self.reviews.marks.get(i) if self.reviews else None
-            flag = (FLAG if r and r.flagged else "") + (SECOND if r and r.second_look else "")
-            f_item.setText(flag + (f" {mark.verdict}" if mark else ""))
-        self.table.setSortingEnabled(True)
-        self._apply_filter()
+        """Shows the results and marks of the given slices (all when None), the summary and the strip."""
+        self.slice_model.refresh(self.results, self.reviews.marks if self.reviews else {}, only)
         flagged = [i for i, r in self.results.items() if r.flagged]
         best = max((r.probability for r in self.results.values()), default=None)
         self.summary.setText(f"{len(flagged)} of {len(self.slices)} slices flagged"
@@ -487,26 +467,18 @@ class MainWindow(QMainWindow):
         self.strip.set_data(len(self.slices), {i: r.probability for i, r in self.results.items()}, threshold,
                             self.current)
 
-    def _apply_filter(self) -> None:
-        only = self.flagged_only.isChecked()
-        for row in range(self.table.rowCount()):
-            r = self.results.get(self.table.item(row, 0).data(Qt.UserRole))
-            self.table.setRowHidden(row, only and not (r and (r.flagged or r.second_look)))
-
-    def _table_selection(self) -> None:
+    def _table_selection(self, *_) -> None:
         rows = self.table.selectionModel().selectedRows()
         if rows:
-            self.select_slice(self.table.item(rows[0].row(), 0).data(Qt.UserRole))
+            self.select_slice(self.slice_view.slice_at(rows[0].row()))
 
     def select_slice(self, index: int) -> None:
         if not self.slices or not 0 <= index < len(self.slices):
             return
         self.current = index
-        for row in range(self.table.rowCount()):
-            if self.table.item(row, 0).data(Qt.UserRole) == index:
-                if self.table.currentRow() != row:
-                    self.table.selectRow(row)
-                break
+        row = self.slice_view.row_of(index)
+        if row >= 0 and self.table.currentIndex().row() != row:
+            self.table.selectRow(row)
         mark = self.reviews.marks.get(index) if self.reviews else None
         self.note.setText(mark.note if mark else "")
         self._show_current()
@@ -563,10 +535,8 @@ class MainWindow(QMainWindow):
     def current_cam(self, index: int) -> np.ndarray | None:
         if index in self.cams:
             return self.cams[index]
-        if self.model is None or index not in self.inputs or index not in self.results:
+        if self._gradcam is None or index not in self.inputs or index not in self.results:
             return None
-        if self._gradcam is None:
-            self._gradcam = GradCAM(self.model)
         self.cams[index] = self._gradcam.slice_maps([self.inputs[index]])[0]
         return self.cams[index]
 
@@ -578,9 +548,7 @@ class MainWindow(QMainWindow):
         if self.model_input.isChecked() and i in self.inputs:
             unit = self.inputs[i].image
             cam = None
-            if r is not None and self._gradcam is None and self.model is not None:
-                self._gradcam = GradCAM(self.model)
-            if r is not None:
+            if r is not None and self._gradcam is not None:
                 cam = self._gradcam.input_maps(unit[None])[0]
         else:
             unit = self._display_unit(s)

@@ -32,7 +32,11 @@ class TriageStrip(QWidget):
         return a.left() + (index + 0.5) * a.width() / max(1, self.count)
 
     def paintEvent(self, event):
-        p = QPainter(self)
+        # Ended explicitly: a painter kept alive past the paint event (by a traceback, say) warns on every repaint.
+        with QPainter(self) as p:
+            self._paint(p)
+
+    def _paint(self, p: QPainter) -> None:
         p.fillRect(self.rect(), QColor(30, 32, 36))
         a = self._area()
         if self.count == 0:
