@@ -36,7 +36,7 @@ def model_dir(tmp_path_factory) -> Path:
     point = OperatingPoint(0.5, "youden_j", "synthetic", 0.9, 0.8)
     write_package(root / "tiny-cnn", Manifest(
         id="tiny-cnn", name="Tiny CNN", architecture="cnn", preprocessing=PreprocessSpec(input_size=32),
-        gradcam_layer="block3_relu", temperature=1.5, threshold=point, files={}, default_tta=2,
+        gradcam_layer="block3_relu", temperature=1.5, logit_bias=0.3, threshold=point, files={}, default_tta=2,
         high_sensitivity=OperatingPoint(0.2, "sensitivity>=0.95", "synthetic", 0.95, 0.5),
         metrics={"validation": {"auc": {"value": 0.5}}}), cnn)
     write_package(root / "spot", Manifest(

@@ -27,7 +27,7 @@ def inputs(tiny):
 def test_identity_tta_equals_plain_prediction(tiny, inputs):
     results = predict(tiny, inputs, TTAConfig(count=1))
     raw = tiny.logits(np.stack([p.image for p in inputs]))
-    expected = sigmoid(raw / tiny.manifest.temperature)
+    expected = sigmoid(raw / tiny.manifest.temperature + tiny.manifest.logit_bias)
     np.testing.assert_allclose([r.probability for r in results], expected, rtol=1e-5)
     assert all(r.augmentations == 1 and r.tta_std == 0 for r in results)
     assert [r.flagged for r in results] == list(expected >= tiny.manifest.threshold.threshold)

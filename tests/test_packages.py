@@ -18,7 +18,7 @@ def _copy(model_dir, tmp_path, name="tiny-cnn"):
 
 def test_written_package_verifies_and_loads(model_dir):
     manifest = read_package(model_dir / "tiny-cnn")
-    assert manifest.id == "tiny-cnn" and manifest.temperature == 1.5
+    assert manifest.id == "tiny-cnn" and manifest.temperature == 1.5 and manifest.logit_bias == 0.3
     assert set(manifest.files) == {"architecture.json", "weights.npz"}
     entries = [e for e in discover([model_dir]) if e.source == "dir"]
     assert {e.manifest.id for e in entries if e.ok} == {"tiny-cnn", "spot"}
@@ -32,6 +32,7 @@ def test_written_package_verifies_and_loads(model_dir):
     ("add", "not listed in the manifest"),
     ("manifest", "not valid JSON"),
     ("schema", "unsupported manifest schema"),
+    ("bias", "calibration bias nan is implausible"),
 ])
 def test_tampered_packages_are_refused_with_a_reason(model_dir, tmp_path, damage, reason):
     pkg = _copy(model_dir, tmp_path)
@@ -47,7 +48,10 @@ def test_tampered_packages_are_refused_with_a_reason(model_dir, tmp_path, damage
         (pkg / "manifest.json").write_text("{not json")
     else:
         d = json.loads((pkg / "manifest.json").read_text())
-        d["schema_version"] = 99
+        if damage == "schema":
+            d["schema_version"] = 99
+        else:
+            d["logit_bias"] = float("nan")
         (pkg / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(ModelPackageError) as info:
         read_package(pkg)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.calibrate import (expected_calibration_error, fit_temperature, sensitivity_threshold,
-                               youden_threshold)
+from trainer.calibrate import (Calibration, calibrated, expected_calibration_error, fit_calibration, fit_temperature,
+                               sensitivity_threshold, youden_threshold)
 from trainer.data import Sample
 from trainer.dedup import dhash, group_samples
 from trainer.splits import group_kfold, split_groups
@@ -43,6 +43,19 @@ def test_temperature_fit_recovers_a_known_temperature():
     labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logits))).astype(int)
     overconfident = true_logits * 3.0
     assert fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.08)
+
+
+def test_calibration_fit_recovers_a_known_temperature_and_shift():
+    rng = np.random.default_rng(3)
+    true_logits = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    # what class weighting does to a logit: scaled and shifted; a temperature alone cannot undo the shift
+    skewed = (true_logits + 1.5) * 2.0
+    c = fit_calibration(skewed, labels)
+    assert c.temperature == pytest.approx(2.0, rel=0.08) and c.bias == pytest.approx(-1.5, abs=0.1)
+    t_only = Calibration(fit_temperature(skewed, labels))
+    assert (expected_calibration_error(calibrated(skewed, c), labels)
+            < 0.5 * expected_calibration_error(calibrated(skewed, t_only), labels))
 
 
 def test_ece_of_perfect_calibration_is_small_and_of_bad_is_large():

@@ -1,11 +1,11 @@
-"""Temperature (or Platt) scaling, calibration error, and the operating points stored in a manifest."""
+"""Temperature scaling (with a bias, or alone), calibration error, and the operating points stored in a manifest."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from brainmri_desktop.core.inference import sigmoid
 
@@ -22,12 +22,23 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Platt scaling: sigmoid(a z + b), fitted by logistic regression on the logit."""
-    from sklearn.linear_model import LogisticRegression
+@dataclass(frozen=True)
+class Calibration:
+    """probability = sigmoid(logit / temperature + bias)"""
 
-    lr = LogisticRegression(C=1e6).fit(np.asarray(logits, float).reshape(-1, 1), np.asarray(labels, int))
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    temperature: float
+    bias: float = 0.0
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Temperature and bias minimising the log loss (Platt scaling, written as a temperature). Class weights and
+    source weights shift the logit; a temperature alone leaves that shift in (ECE 0.16 on the first bundled CNN)."""
+    z, y = np.asarray(logits, float), np.asarray(labels, float)
+    start = [np.log(fit_temperature(z, y)), 0.0]
+    res = minimize(lambda v: _nll(z / np.exp(v[0]) + v[1], y), start, method="Nelder-Mead",
+                   options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
+    log_t = float(np.clip(res.x[0], np.log(0.05), np.log(50.0)))
+    return Calibration(float(np.exp(log_t)), float(np.clip(res.x[1], -20, 20)))
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
@@ -88,5 +99,5 @@ def sensitivity_threshold(probs: np.ndarray, labels: np.ndarray, target: float =
     return Point(t, *_rates(probs, labels, t))
 
 
-def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return sigmoid(np.asarray(logits, float) / temperature)
+def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
+    return sigmoid(np.asarray(logits, float) / calibration.temperature + calibration.bias)

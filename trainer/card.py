@@ -40,6 +40,18 @@ def _table(rows: dict) -> str:
     return out
 
 
+def _calibration_line(res: dict) -> str:
+    line = (f"- Calibration: probability = sigmoid(logit / {res['temperature']:.3f} + {res.get('logit_bias', 0.0):.3f}) "
+            f"(temperature scaling with a bias, fitted on the calibration part of validation). Expected calibration "
+            f"error (15 bins) on that data: {res['ece_before']:.3f} uncalibrated")
+    if res.get("ece_temperature_only") is not None:
+        line += f", {res['ece_temperature_only']:.3f} with a temperature alone"
+    line += f", {res['ece_after']:.3f} with temperature and bias"
+    if res.get("ece_test") is not None:
+        line += f"; on the held-out test split, never used for fitting: {res['ece_test']:.3f}"
+    return line + "."
+
+
 def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: str) -> str:
     res = json.loads((Path(run_dir) / "results.json").read_text())
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
@@ -85,8 +97,7 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         "Held-out test split by source (never used for training, calibration or thresholds):",
         "",
         _table(res["test_by_source"] or {}),
-        f"- Calibration: temperature {res['temperature']:.3f}; expected calibration error on validation "
-        f"{res['ece_before']:.3f} before, {res['ece_after']:.3f} after temperature scaling.",
+        _calibration_line(res),
         f"- Threshold: {res['threshold']['threshold']:.3f} by Youden's J on the calibrated validation predictions "
         f"(sensitivity {res['threshold']['sensitivity']:.3f}, specificity {res['threshold']['specificity']:.3f}); "
         f"high-sensitivity point {res['high_sensitivity']['threshold']:.3f} (sensitivity "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import calibrated, fit_temperature, youden_threshold
+from .calibrate import calibrated, fit_calibration, youden_threshold
 from .config import TrainConfig, validate
 from .metrics import with_intervals
 from .splits import group_kfold
@@ -48,12 +48,13 @@ def cross_validate(cfg: TrainConfig, out: Path, folds: int = 5, leave_one_source
         model, _ = fit(cfg, prepared, out / name, train, val)
         lv = view_logits(model, prepared.images(val), norm, 1)[0]
         lt = view_logits(model, prepared.images(test), norm, 1)[0]
-        temperature = fit_temperature(lv, prepared.labels[val])
-        point = youden_threshold(calibrated(lv, temperature), prepared.labels[val])
-        p = calibrated(lt, temperature)
+        calibration = fit_calibration(lv, prepared.labels[val])
+        point = youden_threshold(calibrated(lv, calibration), prepared.labels[val])
+        p = calibrated(lt, calibration)
         oof[test] = p
         per_fold[name] = with_intervals(p, prepared.labels[test], point.threshold, cfg.bootstrap)
-        per_fold[name]["temperature"] = temperature
+        per_fold[name]["temperature"] = calibration.temperature
+        per_fold[name]["logit_bias"] = calibration.bias
     summary = {}
     for metric in ("auc", "sensitivity", "specificity", "accuracy", "f1"):
         values = [f[metric]["value"] for f in per_fold.values() if f[metric]["value"] is not None]

@@ -23,8 +23,8 @@ from brainmri_desktop.core.preprocess import PreprocessSpec
 from . import __version__
 from .architectures import ArchConfig, backbone_layer_names, build
 from .augment import build_augmenter
-from .calibrate import (calibrated, expected_calibration_error, fit_temperature, sensitivity_threshold,
-                        youden_threshold)
+from .calibrate import (Calibration, calibrated, expected_calibration_error, fit_calibration, fit_temperature,
+                        sensitivity_threshold, youden_threshold)
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, build_cache, make_sequence
@@ -267,18 +267,22 @@ def view_logits(model, images_u8: np.ndarray, normalisation: str, views: int) ->
 
 
 def evaluate_predictions(cfg, logits_val, y_val, src_val, logits_test, y_test, src_test, calib_mask) -> dict:
-    """Temperature and thresholds on the calibration part of validation, then metrics everywhere."""
-    temperature = fit_temperature(logits_val[calib_mask], y_val[calib_mask])
-    p_val = calibrated(logits_val, temperature)
-    youden = youden_threshold(p_val[calib_mask], y_val[calib_mask])
-    high = sensitivity_threshold(p_val[calib_mask], y_val[calib_mask], cfg.sensitivity_target)
-    p_raw = calibrated(logits_val, 1.0)
+    """Calibration and thresholds on the calibration part of validation, then metrics everywhere."""
+    lv, yv = logits_val[calib_mask], y_val[calib_mask]
+    calibration = fit_calibration(lv, yv)
+    p_val = calibrated(logits_val, calibration)
+    youden = youden_threshold(p_val[calib_mask], yv)
+    high = sensitivity_threshold(p_val[calib_mask], yv, cfg.sensitivity_target)
+    ece_with = lambda c: expected_calibration_error(calibrated(lv, c), yv)  # noqa: E731
     out = {
-        "temperature": temperature,
+        "temperature": calibration.temperature,
+        "logit_bias": calibration.bias,
         "threshold": asdict(youden),
         "high_sensitivity": asdict(high),
-        "ece_before": expected_calibration_error(p_raw[calib_mask], y_val[calib_mask]),
-        "ece_after": expected_calibration_error(p_val[calib_mask], y_val[calib_mask]),
+        "ece_before": ece_with(Calibration(1.0)),
+        "ece_temperature_only": ece_with(Calibration(fit_temperature(lv, yv))),
+        "ece_after": ece_with(calibration),
+        "ece_test": None,
         "validation": with_intervals(p_val[calib_mask], y_val[calib_mask], youden.threshold, cfg.bootstrap),
         "validation_by_source": {}, "test": None, "test_by_source": {},
     }
@@ -288,7 +292,8 @@ def evaluate_predictions(cfg, logits_val, y_val, src_val, logits_test, y_test, s
         out["validation_by_source"][src]["high_sensitivity_point"] = with_intervals(
             p_val[sel], y_val[sel], high.threshold, 0)
     if len(y_test):
-        p_test = calibrated(logits_test, temperature)
+        p_test = calibrated(logits_test, calibration)
+        out["ece_test"] = expected_calibration_error(p_test, y_test)
         out["test"] = with_intervals(p_test, y_test, youden.threshold, cfg.bootstrap)
         for src in sorted(set(src_test)):
             sel = src_test == src
@@ -352,10 +357,11 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
              test_logits=views_test if views_test is not None else np.zeros((0, 0)), test_labels=y_test,
              test_sources=src_test)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
-    write_run_plots(run_dir, state["history"], calibrated(views_val[:best_k].mean(0), results["temperature"]),
-                    y_val, results["threshold"]["threshold"])
+    calibration = Calibration(results["temperature"], results["logit_bias"])
+    write_run_plots(run_dir, state["history"], calibrated(views_val[:best_k].mean(0), calibration), y_val,
+                    results["threshold"]["threshold"])
     log(f"validation AUC {results['validation']['auc']['value']}, threshold {results['threshold']['threshold']:.3f}, "
-        f"T {results['temperature']:.2f}, ECE {results['ece_before']:.3f} -> {results['ece_after']:.3f}")
+        f"T {results['temperature']:.2f}, bias {results['logit_bias']:.2f}, ECE {results['ece_before']:.3f} -> {results['ece_after']:.3f}")
     return results
 
 

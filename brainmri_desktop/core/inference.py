@@ -1,6 +1,6 @@
 """Batched prediction with test-time augmentation, temperature scaling and the decision threshold.
 
-Augmented logits are averaged in logit space, divided by the calibration temperature, then turned into a probability.
+Augmented logits are averaged in logit space, calibrated (temperature and bias), then turned into a probability.
 Adaptive TTA spends the extra augmentations only on slices whose first (identity) logit lies near the threshold:
 far from it, more views cannot change the decision, and a 384-slice study stays fast on a CPU.
 """
@@ -117,8 +117,8 @@ Cancel = Callable[[], bool]
 OnResult = Callable[[SliceResult], None]
 
 
-def _result(index: int, raw: np.ndarray, temperature: float, threshold: float, head: float) -> SliceResult:
-    calibrated = np.asarray(raw, dtype=np.float64) / temperature
+def _result(index: int, raw: np.ndarray, manifest: Manifest, threshold: float, head: float) -> SliceResult:
+    calibrated = manifest.calibrated_logit(np.asarray(raw, dtype=np.float64))
     per_view = sigmoid(calibrated)
     return SliceResult(
         index=index,
@@ -146,7 +146,7 @@ def predict(
     manifest = model.manifest
     tta = tta or TTAConfig(count=manifest.default_tta)
     point = point or manifest.threshold
-    temperature, threshold = manifest.temperature, point.threshold
+    threshold = point.threshold
     n = len(inputs)
     views: list[list[float]] = [[] for _ in range(n)]
     heads = [p.head_fraction for p in inputs]
@@ -159,14 +159,14 @@ def predict(
     def needs_more(i: int) -> bool:
         if tta.count == 1 or heads[i] < NO_HEAD_FRACTION:
             return False
-        return not tta.adaptive or abs(views[i][0] / temperature - logit(threshold)) < tta.margin
+        return not tta.adaptive or abs(manifest.calibrated_logit(views[i][0]) - logit(threshold)) < tta.margin
 
     results: list[SliceResult | None] = [None] * n
     done = 0
 
     def finish(i: int) -> None:
         nonlocal done
-        results[i] = _result(i, np.array(views[i]), temperature, threshold, heads[i])
+        results[i] = _result(i, np.array(views[i]), manifest, threshold, heads[i])
         done += 1
         if on_result:
             on_result(results[i])

@@ -41,6 +41,7 @@ class Manifest:
     weights_file: str = "weights.npz"
     weights_dtype: str = "float32"
     high_sensitivity: OperatingPoint | None = None
+    logit_bias: float = 0.0  # calibration: probability = sigmoid(logit / temperature + logit_bias)
     default_tta: int = 1
     version: str = "1"
     initialisation: str = "random"
@@ -54,6 +55,11 @@ class Manifest:
     @property
     def input_size(self) -> int:
         return self.preprocessing.input_size
+
+    def calibrated_logit(self, logits):
+        """Temperature scaling with a bias: the bias takes out the shift that class weighting leaves in the logit,
+        which a temperature alone cannot."""
+        return logits / self.temperature + self.logit_bias
 
     def operating_point(self, high_sensitivity: bool = False) -> OperatingPoint:
         return self.high_sensitivity if high_sensitivity and self.high_sensitivity else self.threshold
@@ -111,12 +117,15 @@ def parse_manifest(text: str, where: Path) -> Manifest:
             raise ModelPackageError(where, f"manifest lists an invalid file name {name!r}")
     try:
         temperature = float(d["temperature"])
+        logit_bias = float(d.get("logit_bias", 0.0))
         spec = PreprocessSpec.from_dict(d["preprocessing"])
         default_tta = int(d.get("default_tta", 1))
     except (TypeError, ValueError, AttributeError) as exc:
         raise ModelPackageError(where, f"manifest has an invalid value ({exc})") from None
     if not 0.01 <= temperature <= 100:
         raise ModelPackageError(where, f"calibration temperature {temperature} is implausible")
+    if not -20 <= logit_bias <= 20:  # also refuses nan
+        raise ModelPackageError(where, f"calibration bias {logit_bias} is implausible")
     if not 1 <= default_tta <= 16:
         raise ModelPackageError(where, f"default_tta {default_tta} is outside 1-16")
     manifest = Manifest(
@@ -126,6 +135,7 @@ def parse_manifest(text: str, where: Path) -> Manifest:
         preprocessing=spec,
         gradcam_layer=str(d["gradcam_layer"]),
         temperature=temperature,
+        logit_bias=logit_bias,
         threshold=_point(d["threshold"], where, "threshold"),
         high_sensitivity=_point(d.get("high_sensitivity"), where, "high_sensitivity"),
         files=dict(files),
