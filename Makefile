@@ -32,8 +32,8 @@ fuzz: install
 clean:
 	rm -rf build dist .pytest_cache
 
-package: install
-	BIN=$(BIN) bash packaging/build.sh
+package:
+	PYTHON=$(PYTHON) bash packaging/build.sh
 
 package-test: package
-	./dist/BrainMRI/BrainMRI --self-test
+	bash packaging/check.sh

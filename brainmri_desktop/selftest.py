@@ -30,6 +30,29 @@ def version_line(models_dirs=None) -> str:
     return f"BrainMRI {__version__} (commit {build_commit()}); models: {ids or 'none'}"
 
 
+def _compressed_dicom_check(plain, path: Path) -> list[str]:
+    """Re-encodes a slice as JPEG 2000 and reads it back: a frozen build must carry the pylibjpeg decoders, which
+    pydicom finds through package metadata that a build can leave out."""
+    import numpy as np
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    from .core.io import load_paths
+
+    try:
+        ds = pydicom.dcmread(plain.path)
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        ds.save_as(path)
+        report = load_paths([path])
+        if report.errors:
+            return [f"JPEG 2000 DICOM: {report.errors[0].reason}"]
+        same = np.array_equal(report.slices[0].pixels, plain.pixels)
+        print(f"JPEG 2000 DICOM: decoded {'losslessly' if same else 'WITH DIFFERENCES'}")
+        return [] if same else ["JPEG 2000 DICOM: decoded pixels differ"]
+    except Exception as exc:  # noqa: BLE001 - a self-test reports whatever broke
+        return [f"JPEG 2000 DICOM: {type(exc).__name__}: {exc}"]
+
+
 def self_test(models_dirs=None) -> int:
     import numpy as np
 
@@ -51,6 +74,7 @@ def self_test(models_dirs=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_series(Path(tmp) / "series", n=4, size=96, tumour_slices=(1, 2))
         slices = load_paths([Path(tmp) / "series"]).slices
+        failures += _compressed_dicom_check(slices[0], Path(tmp) / "j2k.dcm")
         for entry in usable:
             try:
                 model = LoadedModel.load(entry)

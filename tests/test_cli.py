@@ -45,3 +45,22 @@ def test_self_test_passes_and_fails_on_a_tampered_package(model_dir, tmp_path, c
     shutil.copytree(model_dir / "tiny-cnn", tmp_path / "bad" / "tiny-cnn")
     (tmp_path / "bad" / "tiny-cnn" / "extra.txt").write_text("x")
     assert desktop(["--self-test", "--models-dir", str(tmp_path / "bad")]) == 1
+
+
+def test_startup_check_opens_the_window_and_reports_when(qtbot, model_dir, capsys, monkeypatch, tmp_path):
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from brainmri_desktop.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # QSettings of this run stay out of the user's
+    before = time.time()
+    assert desktop(["--startup-check", "--models-dir", str(model_dir)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("window shown at ")
+    assert before <= float(line.rsplit(" ", 1)[1]) <= time.time()
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    assert windows and windows[-1].windowHandle() is not None  # a native window exists only once shown
+    for w in windows:
+        w.close()

@@ -103,3 +103,22 @@ def test_split_does_not_depend_on_the_input_size(tiny_data, tmp_path):
     a = prepare(base, tmp_path / "cache")
     b = prepare(base.override(img_size=48), tmp_path / "cache")
     assert a.split == b.split and a.grouping.groups == b.grouping.groups
+
+
+def test_leave_one_source_out_run_goes_into_the_model_card(tiny_data, tmp_path):
+    other = write_labelled_folder(tmp_path / "other", n_per_class=12, size=48, seed=7)
+    both = ["--data", str(other)]
+    assert _train(tiny_data, tmp_path / "all", "--epochs", "1", *both) == 0
+    assert _train(tiny_data, tmp_path / "without", "--epochs", "1", *both, "--exclude-source", "other") == 0
+    held_out = json.loads((tmp_path / "without" / "results.json").read_text())
+    assert held_out["excluded_sources"] == ["other"] and "other" in held_out["validation_by_source"]
+    assert brainmri_train(["export", str(tmp_path / "all"), "--to", str(tmp_path / "models"), "--id", "two-sources",
+                           "--leave-out", str(tmp_path / "without")]) == 0
+    card = (tmp_path / "models" / "two-sources" / "MODEL_CARD.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| other | `without` |"))
+    auc = held_out["validation_by_source"]["other"]["auc"]["value"]
+    assert (f"{auc:.3f}" if auc is not None else "| - |") in row
+    results = json.loads((tmp_path / "all" / "results.json").read_text())
+    manifest = json.loads((tmp_path / "models" / "two-sources" / "manifest.json").read_text())
+    assert manifest["logit_bias"] == pytest.approx(results["logit_bias"])
+    assert "with temperature and bias" in card and "--leave-out without" in card

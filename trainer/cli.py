@@ -39,7 +39,7 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     from .export import export
 
-    path = export(args.run_dir, args.to, args.id, args.force, args.name)
+    path = export(args.run_dir, args.to, args.id, args.force, args.name, leave_out_runs=args.leave_out)
     print(f"exported {path}")
     return 0
 
@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id")
     p.add_argument("--name")
     p.add_argument("--force", action="store_true", help="replace a package with the same id")
+    p.add_argument("--leave-out", action="append", type=Path, default=[],
+                   help="a run trained with --exclude-source: its figures go into the model card (repeatable)")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -60,7 +60,7 @@ def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | No
 
 
 def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, force: bool = False,
-           name: str | None = None, explain: bool = True) -> Path:
+           name: str | None = None, explain: bool = True, leave_out_runs: list[Path] | None = None) -> Path:
     """Write the package; its model card is generated from the run, with Grad-CAM measured on validation."""
     import keras
 
@@ -82,5 +82,7 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
         manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": explanations})
     command = f"brainmri-train train --config <config below> --out {run_dir.name}\n" \
               f"brainmri-train export {run_dir.name} --id {manifest.id}"
-    card = model_card(run_dir, manifest.to_dict(), explanations, command)
+    for run in leave_out_runs or []:
+        command += f" --leave-out {Path(run).name}"
+    card = model_card(run_dir, manifest.to_dict(), explanations, command, leave_out_runs)
     return write_package(target, manifest, model, {"MODEL_CARD.md": card.encode()}, force=force)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..core import runtime  # noqa: F401 - quietens TensorFlow before it loads
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", action="append", type=Path, default=[])
     parser.add_argument("--version", action="store_true", help="print version, commit and model ids")
     parser.add_argument("--self-test", action="store_true", help="load every model, predict on generated data, exit")
+    parser.add_argument("--startup-check", action="store_true",
+                        help="open the main window, print the wall-clock time (Unix seconds) it was first shown, exit")
     args = parser.parse_args(argv)
     if args.version:
         from ..selftest import version_line
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..selftest import self_test
 
         return self_test(args.models_dir)
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
@@ -49,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     dark_palette(app)
     window = MainWindow(models_dirs=args.models_dir)
     window.show()
-    if args.paths:
+    if args.startup_check:
+        # A zero-time timer fires once the event loop has run, i.e. after the window's first show and paint.
+        QTimer.singleShot(0, lambda: (print(f"window shown at {time.time():.3f}", flush=True), app.quit()))
+    elif args.paths:
         window.open_paths(args.paths)
     return app.exec()
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Checks a built dist/BrainMRI: self-test, version, and the time from launch to the first shown main window.
+# Runs with an empty environment (no Python, no PYTHONPATH), and without network where `unshare` allows it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+app=dist/BrainMRI/BrainMRI
+home=$(mktemp -d)
+trap 'rm -rf "$home"' EXIT
+isolated=(env -i HOME="$home" PATH=/usr/bin:/bin QT_QPA_PLATFORM=offscreen TF_CPP_MIN_LOG_LEVEL=2)
+if unshare -rn true 2>/dev/null; then isolated=(unshare -rn "${isolated[@]}"); note="no network"; else note="network present"; fi
+"${isolated[@]}" "$app" --version
+"${isolated[@]}" "$app" --self-test
+start=$(date +%s.%N)
+shown=$("${isolated[@]}" "$app" --startup-check | sed -n 's/^window shown at //p')
+[ -n "$shown" ] || { echo "the main window did not open" >&2; exit 1; }
+python3 -c "import sys; print(f\"launch to first shown window: {float(sys.argv[2]) - float(sys.argv[1]):.1f} s ({sys.argv[3]})\")" "$start" "$shown" "$note"
