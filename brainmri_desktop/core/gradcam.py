@@ -25,7 +25,8 @@ class GradCAM:
             net.inputs, [net.get_layer(model.manifest.gradcam_layer).output, net.get_layer("logit").output]
         )
 
-        @tf.function(reduce_retracing=True)
+        # autograph off: plain TF ops, and a frozen build has no source for autograph to read
+        @tf.function(reduce_retracing=True, autograph=False)
         def maps(x):
             with tf.GradientTape() as tape:
                 features, logits = grad_model(x, training=False)

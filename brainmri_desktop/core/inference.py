@@ -101,7 +101,7 @@ def logit_function(keras_model):
     import tensorflow as tf
 
     head = keras.Model(keras_model.inputs, keras_model.get_layer("logit").output)
-    return tf.function(lambda x: head(x, training=False), reduce_retracing=True)
+    return tf.function(lambda x: head(x, training=False), reduce_retracing=True, autograph=False)
 
 
 def run_logits(fn, images: np.ndarray, normalisation: str, batch_size: int = 32) -> np.ndarray:

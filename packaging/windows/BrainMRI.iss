@@ -6,6 +6,7 @@ AppVersion={#AppVersion}
 AppPublisher=BrainMRI contributors
 DefaultDirName={autopf}\BrainMRI
 DefaultGroupName=BrainMRI
+OutputDir=..\..\dist
 OutputBaseFilename=BrainMRI-{#AppVersion}-setup
 Compression=lzma2
 SolidCompression=yes
