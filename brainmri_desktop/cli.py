@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
+import re
 import sys
 from pathlib import Path
 
 from . import __version__
 from .core import runtime  # noqa: F401 - quietens TensorFlow's start-up logging before it loads
+from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.errors import BrainMRIError
 from .core.io import load_paths
 from .core.packages import discover
@@ -52,15 +55,48 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cam_name(path: Path, frame: int) -> str:
-    # The hash keeps names unique for equal file names in different folders, without any patient data in the name.
+    """One file name per slice, never a path: characters other than letters, digits, '.', '_' and '-' become '_'. The
+    hash keeps names unique for equal file names in different folders, without any patient data in the name."""
     tag = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-    return f"{path.stem}_{tag}_f{frame}.npy"
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:64].lstrip(".") or "slice"
+    return f"{stem}_{tag}_f{frame}.npy"
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _write_cams(model, inputs, slices, cam_dir: Path) -> list[str]:
     import numpy as np
 
     from .core.gradcam import GradCAM
+
+    cam_dir.mkdir(parents=True, exist_ok=True)
+    cam = GradCAM(model)
+    paths = []
+    for start in range(0, len(inputs), 16):
+        for i, heat in enumerate(cam.slice_maps(inputs[start : start + 16]), start):
+            target = cam_dir / _cam_name(slices[i].path, slices[i].frame)
+            buffer = io.BytesIO()
+            np.save(buffer, heat.astype(np.float32))
+            atomic_write_bytes(target, buffer.getvalue())
+            paths.append(str(target))
+    return paths
+
+
+def _csv_text(model, slices, results, cam_paths, errors) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for s, r, cam_path in zip(slices, results, cam_paths):
+        writer.writerow({
+            "path": str(s.path), "frame": s.frame, "model_id": model.id,
+            "probability": f"{r.probability:.6f}", "threshold": f"{r.threshold:.6f}",
+            "flagged": int(r.flagged), "second_look": int(r.second_look), "tta_std": f"{r.tta_std:.6f}",
+            "augmentations": r.augmentations, "cam_path": cam_path, "error": "",
+        })
+    for err in errors:
+        writer.writerow({"path": err.path, "frame": 0, "model_id": model.id, "error": err.reason})
+    return out.getvalue()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
     from .core.inference import LoadedModel, TTAConfig, find_model, predict
     from .core.preprocess import preprocess_slice
 
@@ -79,32 +115,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tta = TTAConfig(count=args.tta or model.manifest.default_tta, adaptive=not args.full_tta)
     point = model.manifest.operating_point(args.high_sensitivity)
     results = predict(model, inputs, tta=tta, point=point)
-    cam_paths = [""] * len(slices)
-    if args.cam_dir:
-        cam_dir = Path(args.cam_dir)
-        cam_dir.mkdir(parents=True, exist_ok=True)
-        cam = GradCAM(model)
-        for start in range(0, len(inputs), 16):
-            for i, heat in enumerate(cam.slice_maps(inputs[start : start + 16]), start):
-                target = cam_dir / _cam_name(slices[i].path, slices[i].frame)
-                np.save(target, heat.astype(np.float32))
-                cam_paths[i] = str(target)
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     try:
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for s, r, cam_path in zip(slices, results, cam_paths):
-            writer.writerow({
-                "path": str(s.path), "frame": s.frame, "model_id": model.id,
-                "probability": f"{r.probability:.6f}", "threshold": f"{r.threshold:.6f}",
-                "flagged": int(r.flagged), "second_look": int(r.second_look), "tta_std": f"{r.tta_std:.6f}",
-                "augmentations": r.augmentations, "cam_path": cam_path, "error": "",
-            })
-        for err in report.errors:
-            writer.writerow({"path": err.path, "frame": 0, "model_id": model.id, "error": err.reason})
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        cam_paths = _write_cams(model, inputs, slices, Path(args.cam_dir)) if args.cam_dir else [""] * len(slices)
+        text = _csv_text(model, slices, results, cam_paths, report.errors)
+        if args.out:
+            atomic_write_text(Path(args.out), text)
+        else:
+            sys.stdout.write(text)
+    except OSError as exc:
+        print(f"error: {exc.filename or args.out or args.cam_dir} could not be written: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     flagged = sum(r.flagged for r in results)
     print(f"{len(results)} slices, {flagged} flagged by {model.id} ({runtime.device_description()}); "
           f"{len(report.errors)} inputs unreadable. {DISCLAIMER}", file=sys.stderr)

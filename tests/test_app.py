@@ -128,3 +128,20 @@ def test_sorting_by_probability_and_flagged_only_filter(qtbot, window, tmp_path)
     assert len(shown) >= 3
     window.flagged_only.click()
     assert window.table.model().rowCount() == 8
+
+
+def test_export_to_an_unwritable_place_says_so_and_the_session_goes_on(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    write_dicom_series(tmp_path / "series", n=3)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    warnings = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(blocker / "report.pdf"), ""))
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: warnings.append(text))
+    window.export_report_dialog()
+    assert len(warnings) == 1 and "report.pdf could not be written" in warnings[0]
+    assert blocker.read_text() == "not a folder"
+    window.export_csv(tmp_path / "after.csv")  # the study is still open and exports elsewhere
+    assert len(list(csv.DictReader(open(tmp_path / "after.csv")))) == 3

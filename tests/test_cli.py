@@ -64,3 +64,27 @@ def test_startup_check_opens_the_window_and_reports_when(qtbot, model_dir, capsy
     assert windows and windows[-1].windowHandle() is not None  # a native window exists only once shown
     for w in windows:
         w.close()
+
+
+def test_predict_names_stay_inside_the_cam_folder_and_unwritable_targets_fail_cleanly(model_dir, tmp_path, capsys):
+    odd = tmp_path / "in" / "..\\..\\Ünïcode name;rm -rf.png"
+    odd.parent.mkdir()
+    cv2.imwrite(str(tmp_path / "plain.png"), head_image(64, 64))
+    odd.write_bytes((tmp_path / "plain.png").read_bytes())
+    cams = tmp_path / "cams"
+    assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn", "--cam-dir", str(cams),
+                     "--out", str(tmp_path / "out.csv"), str(odd)]) == 0
+    written = list(cams.iterdir())
+    assert len(written) == 1 and written[0].parent == cams
+    assert all(c.isalnum() or c in "._-" for c in written[0].name)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    capsys.readouterr()
+    # a target under a regular file cannot be written, even by root (CI runs as root, so permissions would not do)
+    assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn",
+                     "--out", str(blocker / "out.csv"), str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert "could not be written" in err and "a-file" in err
+    assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn",
+                     "--cam-dir", str(blocker / "cams"), str(odd)]) == 2
+    assert blocker.read_text() == "not a folder"
