@@ -74,3 +74,22 @@ def test_spec_round_trips_through_dict():
     spec = PreprocessSpec(input_size=96, clahe=True, model_normalisation="resnet50")
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec
     assert "clahe(clip=2.0, grid=8)" in spec.to_dict()["steps"]
+
+
+def test_strip_rim_blanks_the_bright_scalp_and_keeps_the_brain():
+    size = 200
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    img = np.where(r < 80, np.random.default_rng(0).uniform(80, 120, (size, size)), 0.0)
+    img[(r >= 72) & (r < 80)] = 1000.0  # a bright scalp ring, 8 px of an 80 px radius
+    img[95:105, 95:105] = 300.0  # a lesion in the middle
+    # no crop, so that the model input is on the slice's own grid
+    plain = preprocess_values(img, None, PreprocessSpec(input_size=size, head_crop=False))
+    stripped = preprocess_values(img, None, PreprocessSpec(input_size=size, head_crop=False, strip_rim=0.06))
+    ring = (r >= 74) & (r < 78)
+    assert plain.image[ring].mean() > 0.9  # the scalp is the brightest thing the model sees
+    assert stripped.image[ring].max() == 0.0
+    assert plain.image[60:70, 100].max() < 0.05  # and it pushes the brain down to black
+    assert stripped.image[98:102, 98:102].min() == 1.0 and 0.3 < stripped.image[60:70, 100].mean() < 0.7
+    cropped = [preprocess_values(img, None, PreprocessSpec(input_size=64, strip_rim=k)) for k in (0.0, 0.06)]
+    assert cropped[0].geometry == cropped[1].geometry  # same crop: Grad-CAM maps go back to the same place

@@ -19,7 +19,7 @@ def _config(args) -> TrainConfig:
     cfg = read_config(getattr(args, "config", None))
     changes = {k: getattr(args, k, None) for k in ("arch", "epochs", "img_size", "seed", "batch_size", "augment",
                                                     "loss", "optimizer", "schedule", "backbone_weights",
-                                                    "steps_per_epoch", "cache_dir")}
+                                                    "steps_per_epoch", "cache_dir", "strip_rim")}
     if getattr(args, "exclude_source", None):
         changes["exclude_sources"] = list(args.exclude_source)
     cfg = cfg.override(**changes)
@@ -95,6 +95,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-weights", dest="backbone_weights", help="imagenet, random or a local weights file")
     p.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
     p.add_argument("--cache-dir", dest="cache_dir")
+    p.add_argument("--strip-rim", type=float, dest="strip_rim", help="share of the head diameter stripped from its border")
     p.add_argument("--exclude-source", action="append", help="keep a source out of training (leave-source-out)")
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     patience: int = 6
     augment: str = "heavy"  # none | moderate | heavy
     clahe: bool = False
+    strip_rim: float = 0.0  # share of the head diameter stripped from its border (see PreprocessSpec)
     class_weights: bool = True
     dedup_distance: int = 4
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)

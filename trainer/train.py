@@ -34,7 +34,7 @@ from .splits import Split, split_groups
 
 
 def spec_for(cfg: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(input_size=cfg.img_size, clahe=cfg.clahe,
+    return PreprocessSpec(input_size=cfg.img_size, clahe=cfg.clahe, strip_rim=cfg.strip_rim,
                           model_normalisation="resnet50" if cfg.arch == "resnet50" else "unit")
 
 

@@ -28,6 +28,9 @@ class PreprocessSpec:
     head_crop: bool = True
     crop_margin: float = 0.04
     blank_outside_head: bool = True
+    # Share of the head's diameter stripped from its border (scalp and skull) before normalising and blanking. Scalp
+    # fat is the brightest tissue on T1 and FLAIR: Grad-CAM peaks of models trained without this sat on it.
+    strip_rim: float = 0.0
     percentiles: tuple[float, float] = (1.0, 99.0)
     clahe: bool = False
     model_normalisation: str = "unit"
@@ -40,6 +43,8 @@ class PreprocessSpec:
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
+        if not 0 <= self.strip_rim <= 0.2:
+            raise ValueError("strip_rim must be between 0 and 0.2")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -48,6 +53,7 @@ class PreprocessSpec:
             "window" if self.use_window else None,
             "head_mask(otsu, largest component, convex hull)",
             f"crop_to_head(margin={self.crop_margin}, pad_to_square)" if self.head_crop else "pad_to_square",
+            f"strip_rim({self.strip_rim} of the head's diameter)" if self.strip_rim else None,
             "blank_outside_head" if self.blank_outside_head else None,
             f"percentile_normalise_inside_head{tuple(self.percentiles)}",
             "clahe(clip=2.0, grid=8)" if self.clahe else None,
@@ -126,6 +132,16 @@ def head_mask(unit: np.ndarray) -> np.ndarray:
     return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
+def _strip_rim(mask: np.ndarray, share: float) -> np.ndarray:
+    """The head mask eroded by `share` of its equivalent diameter; the whole mask when that would leave too little."""
+    if share <= 0:
+        return mask
+    radius = max(1, round(share * 2 * np.sqrt(mask.sum() / np.pi)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    inner = cv2.erode(mask.astype(np.uint8), kernel) > 0
+    return inner if inner.sum() >= 0.2 * mask.sum() else mask
+
+
 def _box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
@@ -150,12 +166,13 @@ def preprocess_values(
     head_fraction = float(mask.mean())
     if head_fraction < 0.01:
         mask = np.ones_like(mask)
-    inside = values[mask]
-    lo, hi = np.percentile(inside, spec.percentiles)
+    tissue = _strip_rim(mask, spec.strip_rim) if head_fraction >= 0.01 else mask
+    lo, hi = np.percentile(values[tissue], spec.percentiles)
     unit = _unit_scale(values, float(lo), float(hi))
     if spec.blank_outside_head and head_fraction >= 0.01:
-        grown = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
-        unit = np.where(grown, unit, 0.0).astype(np.float32)
+        kept = tissue if spec.strip_rim else cv2.dilate(
+            mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
+        unit = np.where(kept, unit, 0.0).astype(np.float32)
     h, w = values.shape
     y0, y1, x0, x1 = _box(mask, spec.crop_margin) if spec.head_crop else (0, h, 0, w)
     ch, cw = y1 - y0, x1 - x0
