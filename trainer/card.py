@@ -139,6 +139,9 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         "- Single 2-D slices; no use of neighbouring slices or other sequences of the study.",
         "- Seen in training: T1 post-contrast, T2 and FLAIR slices of the sources above; other sequences, scanners "
         "and populations are untested; the leave-one-source-out figures above show how far a new source can fall.",
+        *([f"- The border of the head ({m['preprocessing']['strip_rim']:.0%} of its diameter: scalp, skull, outer cortex) "
+            "is blanked before the model sees a slice: tumours at the surface of the brain (meningiomas, for example) "
+            "lose part of their evidence there."] if m["preprocessing"].get("strip_rim") else []),
         "- The Kaggle sets carry no patient information: slices of one patient may sit on both sides of a split "
         "where the duplicate hash did not join them.",
         "- In this data snapshot the kaggle-navoneel images hold only three grey levels (0-2): they carry little "
