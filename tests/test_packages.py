@@ -94,3 +94,21 @@ def test_export_over_existing_id_needs_force(model_dir, tmp_path):
     write_package(pkg, manifest, model, force=True)
     assert read_package(pkg).id == "tiny-cnn"
     assert not [p for p in pkg.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+
+def test_half_precision_package_loads_back_and_predicts_like_the_original(model_dir, tmp_path):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from brainmri_desktop.core.packages import write_package
+
+    original = LoadedModel.load(next(e for e in discover([model_dir]) if e.ok and e.manifest.id == "tiny-cnn"))
+    half = replace(original.manifest, id="tiny-half", weights_dtype="float16", files={})
+    write_package(tmp_path / "tiny-half", half, original.keras_model)
+    full_size = (model_dir / "tiny-cnn" / "weights.npz").stat().st_size
+    assert (tmp_path / "tiny-half" / "weights.npz").stat().st_size < 0.7 * full_size
+    loaded = LoadedModel.load(next(e for e in discover([tmp_path]) if e.ok and e.manifest.id == "tiny-half"))
+    assert all(w.dtype == np.float32 for w in loaded.keras_model.get_weights())
+    images = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(loaded.logits(images), original.logits(images), atol=2e-2)
