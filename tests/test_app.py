@@ -145,3 +145,13 @@ def test_export_to_an_unwritable_place_says_so_and_the_session_goes_on(qtbot, wi
     assert blocker.read_text() == "not a folder"
     window.export_csv(tmp_path / "after.csv")  # the study is still open and exports elsewhere
     assert len(list(csv.DictReader(open(tmp_path / "after.csv")))) == 3
+
+
+def test_a_first_start_opens_with_the_default_model_of_the_command_line(qtbot, model_dir, tmp_path):
+    from brainmri_desktop.core.inference import find_model
+    from brainmri_desktop.core.packages import discover
+
+    w = MainWindow(models_dirs=[model_dir], settings=QSettings(str(tmp_path / "fresh.ini"), QSettings.IniFormat))
+    qtbot.addWidget(w)
+    assert w.model_combo.count() >= 2
+    assert w.model_combo.currentData() == find_model(discover([model_dir]), None).manifest.id

@@ -18,7 +18,7 @@ from .. import __version__
 from ..core import runtime
 from ..core.demo import ensure_demo_study
 from ..core.errors import BrainMRIError
-from ..core.inference import SliceResult
+from ..core.inference import SliceResult, find_model
 from ..core.packages import discover, user_models_dir
 from ..core.preprocess import Preprocessed
 from ..core.report import DISCLAIMER, StudyReport, write_csv, write_pdf
@@ -279,7 +279,9 @@ class MainWindow(QMainWindow):
         for e in entries:
             self.model_combo.addItem(f"{e.manifest.name} [{e.source}]", e.manifest.id)
         index = self.model_combo.findData(current) if current else -1
-        self.model_combo.setCurrentIndex(index if index >= 0 else 0)
+        if index < 0 and entries:  # nothing chosen yet: the default of the command line too
+            index = self.model_combo.findData(find_model(entries, None).manifest.id)
+        self.model_combo.setCurrentIndex(max(index, 0))
         self.model_combo.blockSignals(False)
         if self.model_combo.currentData() != current:
             self._model_changed()
