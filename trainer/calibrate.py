@@ -8,6 +8,7 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from brainmri_desktop.core.inference import sigmoid
+from brainmri_desktop.core.manifest import calibrated_logit
 
 
 def _nll(z: np.ndarray, y: np.ndarray) -> float:
@@ -100,4 +101,4 @@ def sensitivity_threshold(probs: np.ndarray, labels: np.ndarray, target: float =
 
 
 def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
-    return sigmoid(np.asarray(logits, float) / calibration.temperature + calibration.bias)
+    return sigmoid(calibrated_logit(np.asarray(logits, float), calibration.temperature, calibration.bias))

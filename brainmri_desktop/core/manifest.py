@@ -16,6 +16,12 @@ ARCHITECTURES = ("cnn", "resnet50")
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def calibrated_logit(logits, temperature: float, bias: float = 0.0):
+    """Temperature scaling with a bias, the one calibration formula of packages and trainer: the bias takes out the
+    shift that class weighting leaves in the logit, which a temperature alone cannot."""
+    return logits / temperature + bias
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     """A decision threshold on the calibrated probability and how it was chosen."""
@@ -57,9 +63,7 @@ class Manifest:
         return self.preprocessing.input_size
 
     def calibrated_logit(self, logits):
-        """Temperature scaling with a bias: the bias takes out the shift that class weighting leaves in the logit,
-        which a temperature alone cannot."""
-        return logits / self.temperature + self.logit_bias
+        return calibrated_logit(logits, self.temperature, self.logit_bias)
 
     def operating_point(self, high_sensitivity: bool = False) -> OperatingPoint:
         return self.high_sensitivity if high_sensitivity and self.high_sensitivity else self.threshold

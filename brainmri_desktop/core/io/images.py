@@ -28,13 +28,13 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unexpected image shape {image.shape}")
 
 
-def _header_size(data: np.ndarray) -> tuple[int, int]:
+def _header_size(data: bytes) -> tuple[int, int]:
     """The size a file's header claims, read without decoding (Pillow reads headers lazily), so that a damaged
     header cannot make the decoder allocate gigabytes; (0, 0) when Pillow cannot tell and OpenCV will decide."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data.tobytes())) as im:
+        with Image.open(io.BytesIO(data)) as im:
             return im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return 0, 0
@@ -60,18 +60,18 @@ def _png_chunks_fit(data: bytes) -> bool:
 def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if data.size == 0:
+    if not data:
         raise UnreadableFileError(path, "empty file")
-    if data[:8].tobytes() == _PNG_SIGNATURE and not _png_chunks_fit(data.tobytes()):
+    if data.startswith(_PNG_SIGNATURE) and not _png_chunks_fit(data):
         raise UnreadableFileError(path, "damaged or truncated PNG (a chunk runs past the end of the file)")
     width, height = _header_size(data)
     if width * height > MAX_PIXELS:
         raise UnreadableFileError(path, f"image too large ({width}x{height})")
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:  # OpenCV asserts on headers that claim absurd sizes
         raise UnreadableFileError(path, "not a readable image (header claims an impossible size)") from None
     if image is None or image.size == 0:
