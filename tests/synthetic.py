@@ -25,6 +25,25 @@ def write_labelled_folder(root: Path, n_per_class: int = 12, size: int = 64, see
     return root
 
 
+def write_patient_folders(root: Path, patients: int = 4, slices: int = 8, size: int = 48, seed: int = 0) -> Path:
+    """The LGG layout: `<patient>/<slice>.png` with `<slice>_mask.png` (255 = tumour); every other slice has a disc."""
+    rng = np.random.default_rng(seed)
+    for p in range(patients):
+        folder = root / f"P{p:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(slices):
+            mask = np.zeros((size, size), np.uint8)
+            tumour = None
+            if i % 2:
+                tumour = (int(rng.integers(size * 0.35, size * 0.65)), int(rng.integers(size * 0.35, size * 0.65)),
+                          int(rng.integers(4, 8)))
+                cv2.circle(mask, (tumour[1], tumour[0]), tumour[2], 255, -1)
+            cv2.imwrite(str(folder / f"P{p:02d}_{i}.png"), head_image(size, size, tumour=tumour,
+                                                                      seed=int(rng.integers(1 << 30))))
+            cv2.imwrite(str(folder / f"P{p:02d}_{i}_mask.png"), mask)
+    return root
+
+
 def write_dicom_series(folder: Path, n: int = 6, size: int = 64, description: str = "T1 synthetic",
                        patient=("Synthetic^Patient", "SYN-0001"), shuffle: bool = True, tumour_slices=(),
                        extra: dict | None = None) -> list[Path]:

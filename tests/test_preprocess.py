@@ -93,3 +93,17 @@ def test_strip_rim_blanks_the_bright_scalp_and_keeps_the_brain():
     assert stripped.image[98:102, 98:102].min() == 1.0 and 0.3 < stripped.image[60:70, 100].mean() < 0.7
     cropped = [preprocess_values(img, None, PreprocessSpec(input_size=64, strip_rim=k)) for k in (0.0, 0.06)]
     assert cropped[0].geometry == cropped[1].geometry  # same crop: Grad-CAM maps go back to the same place
+
+
+def test_a_slice_map_reaches_the_model_grid_where_the_image_did():
+    """Tumour masks go through the crop and scaling of their image: a disc lands where the disc's pixels went."""
+    img = head_image(120, 90, tumour=(50, 40, 8), seed=3).astype(np.float32)
+    p = preprocess_values(img, None, PreprocessSpec(input_size=64, blank_outside_head=False))
+    disc = np.zeros(img.shape, np.float32)
+    cv2.circle(disc, (40, 50), 8, 1.0, -1)
+    on_grid = p.geometry.to_input(disc)
+    assert on_grid.shape == (64, 64)
+    peak = np.unravel_index(np.argmax(p.image), p.image.shape)
+    assert on_grid[peak] > 0.5 and on_grid.sum() < 0.2 * on_grid.size
+    back = p.geometry.to_source(on_grid)
+    assert ((back > 0.5) == (disc > 0.5)).mean() > 0.98

@@ -12,7 +12,7 @@ from brainmri_desktop.core.inference import LoadedModel, find_model
 from brainmri_desktop.core.packages import discover
 from trainer.cli import main as brainmri_train
 
-from .synthetic import write_labelled_folder
+from .synthetic import write_labelled_folder, write_patient_folders
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,40 @@ def test_leave_one_source_out_run_goes_into_the_model_card(tiny_data, tmp_path):
     manifest = json.loads((tmp_path / "models" / "two-sources" / "manifest.json").read_text())
     assert manifest["logit_bias"] == pytest.approx(results["logit_bias"])
     assert "with temperature and bias" in card and "--leave-out without" in card
+
+
+def test_lesion_guidance_trains_on_masks_and_exports_the_plain_classifier(tmp_path):
+    """Masks reach the cache on the model grid; the guided run trains both outputs; the package holds the classifier."""
+    from trainer.config import DataRoot, TrainConfig
+    from trainer.train import prepare
+
+    data = write_patient_folders(tmp_path / "lgg", patients=6, slices=8, size=48)
+    prepared = prepare(TrainConfig(data=(DataRoot(path=str(data)),), img_size=32), tmp_path / "cache")
+    tumour = prepared.labels == 1
+    assert prepared.cache.has_mask.all()
+    assert (prepared.cache.masks[tumour].reshape(tumour.sum(), -1).max(1) > 128).all()
+    assert prepared.cache.masks[~tumour].max() == 0
+    run = tmp_path / "run"
+    assert _train(data, run, "--epochs", "2", "--lesion-weight", "1.0") == 0
+    history = json.loads((run / "checkpoints" / "state.json").read_text())["history"]
+    assert all(np.isfinite(h["lesion_loss"]) and "val_prob_auc" in h for h in history)
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "guided"]) == 0
+    model = LoadedModel.load(find_model(discover([tmp_path / "models"]), "guided")).keras_model
+    assert [layer.name for layer in model.layers if layer.name == "lesion"] == []
+    assert len(model.outputs) == 1
+
+
+def test_lesion_evidence_is_part_of_the_exported_classifier(tmp_path):
+    """With --lesion-evidence the tumour map feeds the logit, so the package keeps it and loads in safe mode."""
+    data = write_patient_folders(tmp_path / "lgg", patients=6, slices=8, size=48)
+    run = tmp_path / "run"
+    assert _train(data, run, "--epochs", "1", "--lesion-weight", "1.0", "--lesion-evidence") == 0
+    assert json.loads((run / "config.json").read_text())["lesion_evidence"] is True
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "evidence"]) == 0
+    loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "evidence"))
+    names = [layer.name for layer in loaded.keras_model.layers]
+    assert {"lesion", "lesion_peak", "evidence"} <= set(names)
+    image = np.zeros((1, 32, 32), np.float32)
+    assert np.isfinite(loaded.logits(image)).all()
+    card = (tmp_path / "models" / "evidence" / "MODEL_CARD.md").read_text()
+    assert "lesion loss (weight 1)" in card

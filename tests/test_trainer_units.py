@@ -115,3 +115,48 @@ def test_splits_never_straddle_groups_and_stay_stratified():
     for f in folds:
         assert len({groups[i] for i in f} & {groups[i] for g in folds if g is not f for i in g}) == 0
         assert 100 <= len(f) <= 140
+
+
+def test_augmentation_moves_the_tumour_mask_with_the_image():
+    from trainer.augment import build_augmenter
+
+    augment = build_augmenter("heavy", seed=1)
+    rng = np.random.default_rng(0)
+    img = np.zeros((64, 64), np.uint8)
+    img[10:20, 40:55] = 255
+    mask = (img > 0).astype(np.uint8) * 255
+    moved = 0
+    for _ in range(20):
+        out, out_mask = augment(img, mask, rng)
+        assert out_mask.shape == mask.shape
+        bright, inside = out > 128, out_mask > 128
+        assert (bright & inside).sum() >= 0.6 * max(1, bright.sum())
+        moved += not np.array_equal(out_mask, mask)
+    assert moved >= 10
+    out, none = augment(img, None, rng)
+    assert none is None and out.shape == img.shape
+
+
+def test_lesion_targets_give_each_cell_its_tumour_share_and_whether_it_is_known():
+    from trainer.dataset import LesionTargets
+
+    masks = np.zeros((2, 8, 8), np.uint8)
+    masks[0, :4, :4] = 255
+    targets = LesionTargets(masks, np.array([True, False]), grid=2).batch(masks, np.array([0, 1]))
+    assert targets.shape == (2, 2, 2, 2)
+    np.testing.assert_allclose(targets[0, ..., 0], [[1, 0], [0, 0]])
+    np.testing.assert_allclose(targets[..., 1], [np.ones((2, 2)), np.zeros((2, 2))])
+
+
+def test_lesion_loss_ignores_images_whose_tumour_region_is_unknown():
+    from trainer.architectures import lesion_loss
+
+    share = np.zeros((2, 2, 2, 1), np.float32)
+    share[0, 0, 0] = 1
+    known = np.stack([np.ones((2, 2, 1)), np.zeros((2, 2, 1))]).astype(np.float32)
+    y_true = np.concatenate([share, known], axis=-1)
+    good = np.where(share > 0, 6.0, -6.0).astype(np.float32)
+    bad = -good
+    loss_good, loss_bad = np.asarray(lesion_loss(y_true, good)), np.asarray(lesion_loss(y_true, bad))
+    assert loss_good[0] < 0.01 < 5 < loss_bad[0]
+    assert loss_good[1] == loss_bad[1] == 0

@@ -20,6 +20,7 @@ class ArchConfig:
     head_dropout: float = 0.4
     l2: float = 1e-4
     backbone_weights: str = "random"  # "imagenet", "random" or a path to a local weights file
+    lesion_evidence: bool = False  # the logit also sees the peak of a per-cell tumour map on the Grad-CAM layer
 
 
 def _head(x, keras, dropout: float):
@@ -27,6 +28,17 @@ def _head(x, keras, dropout: float):
     x = keras.layers.Dropout(dropout, name="fc128_dropout")(x)
     x = keras.layers.Dense(64, activation="relu", name="fc64")(x)
     return x
+
+
+def _logit(x, features, keras, cfg: ArchConfig, reg=None):
+    """The `logit` layer on the head's features; with lesion evidence, also on the highest cell of a 1x1-convolution
+    tumour map over the Grad-CAM layer, so that part of the decision rests on a located finding. Trained with masks the
+    map finds tumours, but Grad-CAM of the logit need not follow it: on the CNN the head's path dominated the map."""
+    if cfg.lesion_evidence:
+        lesion = keras.layers.Conv2D(1, 1, name="lesion")(features)
+        peak = keras.layers.GlobalMaxPooling2D(name="lesion_peak")(lesion)
+        x = keras.layers.Concatenate(name="evidence")([x, peak])
+    return keras.layers.Dense(1, kernel_regularizer=reg, name="logit")(x)
 
 
 def build_cnn(cfg: ArchConfig):
@@ -37,12 +49,12 @@ def build_cnn(cfg: ArchConfig):
     for i, (width, drop) in enumerate(zip(cfg.cnn_widths, cfg.cnn_dropouts), start=1):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
         x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
-        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+        x = features = keras.layers.ReLU(name=f"block{i}_relu")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = keras.layers.Dropout(drop, name=f"block{i}_dropout")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = _head(x, keras, cfg.head_dropout)
-    logit = keras.layers.Dense(1, name="logit")(x)
+    logit = _logit(x, features, keras, cfg)
     prob = keras.layers.Activation("sigmoid", name="prob")(logit)
     return keras.Model(inputs, prob, name="brainmri_cnn")
 
@@ -78,7 +90,7 @@ def build_resnet50(cfg: ArchConfig):
     x = keras.layers.Add(name="branch_merge")([a, b])
     x = _dense_bn(x, keras, 256, cfg.head_dropout, reg, "head256")
     x = _dense_bn(x, keras, 128, 0.3, reg, "head128")
-    logit = keras.layers.Dense(1, kernel_regularizer=reg, name="logit")(x)
+    logit = _logit(x, base.output, keras, cfg, reg)
     prob = keras.layers.Activation("sigmoid", name="prob")(logit)
     model = keras.Model(inputs, prob, name="brainmri_resnet50")
     add_conv_l2(model, cfg.l2)
@@ -91,6 +103,30 @@ def build(cfg: ArchConfig):
     if cfg.arch == "resnet50":
         return build_resnet50(cfg)
     raise ValueError(f"unknown architecture {cfg.arch!r}")
+
+
+def with_lesion_head(model, arch: str):
+    """The model with a second output for training: a 1x1 convolution on the Grad-CAM layer that predicts, per cell,
+    whether it lies in the tumour (logits). It shares every layer with `model`, which stays the classifier that is
+    exported; the head is dropped with the training graph. It asks the Grad-CAM layer's features to carry the
+    tumour's location, not only whatever else tells the classes (or the sources) apart."""
+    import keras
+
+    try:
+        lesion = model.get_layer("lesion").output  # the model's own evidence map, when it has one
+    except ValueError:
+        lesion = keras.layers.Conv2D(1, 1, name="lesion")(model.get_layer(GRADCAM_LAYERS[arch]).output)
+    return keras.Model(model.input, {"prob": model.output, "lesion": lesion}, name=f"{model.name}_with_lesion_head")
+
+
+def lesion_loss(y_true, y_pred):
+    """Binary cross-entropy per cell against the tumour share of the cell, averaged over images whose tumour region is
+    known (channel 1 of the target): tumour slices without a mask or outline teach the head nothing."""
+    import keras
+
+    share, known = y_true[..., :1], y_true[..., 1:]
+    bce = keras.ops.binary_crossentropy(share, y_pred, from_logits=True)
+    return keras.ops.sum(bce * known, axis=(1, 2, 3)) / keras.ops.maximum(keras.ops.sum(known, axis=(1, 2, 3)), 1.0)
 
 
 def backbone_layer_names(model) -> list[str]:

@@ -24,7 +24,11 @@ def bias_field(image: np.ndarray, rng: np.random.Generator, strength: float = 0.
     return np.clip(image.astype(np.float32) * field, 0, 255).astype(np.uint8)
 
 
-def build_augmenter(strength: str, seed: int = 0) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+Augmenter = Callable[[np.ndarray, np.ndarray | None, np.random.Generator], tuple[np.ndarray, np.ndarray | None]]
+
+
+def build_augmenter(strength: str, seed: int = 0) -> Augmenter | None:
+    """A function (image, tumour mask or None, rng) -> both transformed; the mask follows every geometric change."""
     if strength not in STRENGTHS:
         raise ValueError(f"augmentation strength must be one of {STRENGTHS}")
     if strength == "none":
@@ -48,10 +52,11 @@ def build_augmenter(strength: str, seed: int = 0) -> Callable[[np.ndarray, np.ra
     ]
     pipeline = A.Compose(geometric + intensity + (heavy if strength == "heavy" else []), seed=seed)
 
-    def apply(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = pipeline(image=image)["image"]
+    def apply(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator):
+        out = pipeline(image=image) if mask is None else pipeline(image=image, mask=mask)
+        image = out["image"]
         if strength == "heavy" and rng.random() < 0.4:
-            out = bias_field(out, rng)
-        return out
+            image = bias_field(image, rng)
+        return image, out.get("mask")
 
     return apply

@@ -52,6 +52,20 @@ def _calibration_line(res: dict) -> str:
     return line + "."
 
 
+def _supervision_line(cfg: dict) -> str:
+    line = "- Supervision: the slice label (tumour / no tumour)"
+    if cfg.get("lesion_weight"):
+        line += (f", plus a lesion loss (weight {cfg['lesion_weight']:g}) during training: a 1x1 convolution on the "
+                 "Grad-CAM layer learns where the tumour is from the LGG masks and Br35H outlines of the training "
+                 "images (and that no-tumour slices have none)")
+    if cfg.get("lesion_evidence"):
+        return line + (". The logit reads the highest cell of that tumour map beside the head's features (layers "
+                       "`lesion`, `lesion_peak`, `evidence`), so the decision rests partly on a located finding.")
+    if cfg.get("lesion_weight"):
+        return line + ". That convolution is dropped after training; it only asks the layer to carry the location."
+    return line + " only."
+
+
 def _leave_out_lines(runs: list[Path], cfg: dict) -> list[str]:
     """Figures of runs trained with a source left out, on that source's validation and test images."""
     if not runs:
@@ -97,6 +111,7 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         f"- Initialisation: {m['initialisation']}.",
         f"- Trained {res['epochs_trained']} epochs (best validation AUC at epoch {res['best_epoch']}), "
         f"{res['train_seconds'] / 60:.0f} min on 2 CPU cores, no GPU.",
+        _supervision_line(cfg),
         f"- Preprocessing: {'; '.join(m['preprocessing']['steps'])}.",
         "",
         "## Data",

@@ -19,7 +19,8 @@ def _config(args) -> TrainConfig:
     cfg = read_config(getattr(args, "config", None))
     changes = {k: getattr(args, k, None) for k in ("arch", "epochs", "img_size", "seed", "batch_size", "augment",
                                                     "loss", "optimizer", "schedule", "backbone_weights",
-                                                    "steps_per_epoch", "cache_dir", "strip_rim")}
+                                                    "steps_per_epoch", "cache_dir", "strip_rim",
+                                                    "lesion_weight", "lesion_evidence")}
     if getattr(args, "exclude_source", None):
         changes["exclude_sources"] = list(args.exclude_source)
     cfg = cfg.override(**changes)
@@ -96,6 +97,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
     p.add_argument("--cache-dir", dest="cache_dir")
     p.add_argument("--strip-rim", type=float, dest="strip_rim", help="share of the head diameter stripped from its border")
+    p.add_argument("--lesion-weight", type=float, dest="lesion_weight",
+                   help="weight of the auxiliary tumour-location loss on the Grad-CAM layer (0: off)")
+    p.add_argument("--lesion-evidence", action="store_true", default=None, dest="lesion_evidence",
+                   help="let the logit read the peak of a tumour map on the Grad-CAM layer")
     p.add_argument("--exclude-source", action="append", help="keep a source out of training (leave-source-out)")
 
 

@@ -41,6 +41,9 @@ class TrainConfig:
     augment: str = "heavy"  # none | moderate | heavy
     clahe: bool = False
     strip_rim: float = 0.0  # share of the head diameter stripped from its border (see PreprocessSpec)
+    # Weight of the auxiliary lesion loss (tumour masks and outlines on the Grad-CAM layer); 0 trains without it.
+    lesion_weight: float = 0.0
+    lesion_evidence: bool = False  # the classifier's logit also reads the peak of that tumour map (ArchConfig)
     class_weights: bool = True
     dedup_distance: int = 4
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -106,5 +109,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("loss must be bce or focal; optimizer adam or adamw")
     if cfg.schedule not in ("plateau", "cosine"):
         raise ValueError("schedule must be plateau or cosine")
+    if cfg.lesion_weight < 0:
+        raise ValueError("lesion_weight must be 0 or more")
     if not cfg.data:
         raise ValueError("no data roots given (--data DIR or [[data]] in the config)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from brainmri_desktop.core.io.images import IMAGE_SUFFIXES
 
@@ -30,6 +31,19 @@ class Sample:
     patient: str | None = None
     mask: Path | None = None
     outline: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # polygon xs, ys in image pixels
+
+
+def tumour_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
+    """The sample's tumour region on its image grid, from its mask file or its outline; None when it has neither."""
+    if sample.mask is not None:
+        m = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
+        return None if m is None or m.shape != shape else m > 0
+    if sample.outline is not None:
+        m = np.zeros(shape, np.uint8)
+        pts = np.stack([np.asarray(sample.outline[0]), np.asarray(sample.outline[1])], axis=1).astype(np.int32)
+        cv2.fillPoly(m, [pts], 1)
+        return m > 0
+    return None
 
 
 class DataError(ValueError):

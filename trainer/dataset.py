@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from brainmri_desktop.core.errors import BrainMRIError
 from brainmri_desktop.core.io.study import read_file
 from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, to_model_input
 
-from .data import Sample
+from .data import Sample, tumour_mask
 from .dedup import dhash
 
 
@@ -28,18 +29,22 @@ def preprocess_sample(sample: Sample, spec: PreprocessSpec) -> Preprocessed:
     return preprocess_slice(read_file(sample.path)[0], spec)
 
 
-def _work(args: tuple[str, dict]) -> tuple[np.ndarray | None, float, np.ndarray | None, str]:
-    """Preprocessed uint8 image, head fraction, and the duplicate hash of the image as stored (so that groups, and
-    with them the splits, do not depend on the preprocessing or the input size)."""
-    path, spec_dict = args
+def _work(args: tuple[Sample, dict]) -> tuple[np.ndarray | None, float, np.ndarray | None, np.ndarray | None, str]:
+    """Preprocessed uint8 image, head fraction, the duplicate hash of the image as stored (so that groups, and with
+    them the splits, do not depend on the preprocessing or the input size), and the tumour region on the model-input
+    grid (uint8 0-255; None when unknown: a tumour slice without a mask or an outline)."""
+    sample, spec_dict = args
     try:
-        slice_ = read_file(Path(path))[0]
+        slice_ = read_file(sample.path)[0]
+        values = slice_.values()
         p = preprocess_slice(slice_, PreprocessSpec.from_dict(spec_dict))
-        return (p.image * 255 + 0.5).astype(np.uint8), p.head_fraction, dhash(slice_.values()), ""
+        region = tumour_mask(sample, values.shape) if sample.label == 1 else np.zeros(values.shape, bool)
+        mask = None if region is None else (p.geometry.to_input(region) * 255 + 0.5).astype(np.uint8)
+        return (p.image * 255 + 0.5).astype(np.uint8), p.head_fraction, dhash(values), mask, ""
     except BrainMRIError as exc:
-        return None, 0.0, None, exc.reason
+        return None, 0.0, None, None, exc.reason
     except (ValueError, cv2.error, OSError) as exc:
-        return None, 0.0, None, f"{type(exc).__name__}: {exc}"
+        return None, 0.0, None, None, f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -49,12 +54,15 @@ class Cache:
     errors: dict[int, str]  # sample index -> reason
     hashes: np.ndarray  # N x 4 uint64 difference hashes of the stored images; all zero where none (flat image)
     hashed: np.ndarray  # N bool: whether the image had a meaningful hash
+    masks: np.ndarray  # N x S x S uint8 tumour region on the model-input grid (0-255); zeros where unknown
+    has_mask: np.ndarray  # N bool: the region is known (every no-tumour slice, tumour slices with a mask or outline)
 
     def hash_list(self) -> list[np.ndarray | None]:
         return [h if ok else None for h, ok in zip(self.hashes, self.hashed)]
 
     def subset(self, keep: np.ndarray) -> "Cache":
-        return Cache(self.images[keep], self.head_fraction[keep], {}, self.hashes[keep], self.hashed[keep])
+        return Cache(self.images[keep], self.head_fraction[keep], {}, self.hashes[keep], self.hashed[keep],
+                     self.masks[keep], self.has_mask[keep])
 
     @property
     def ok(self) -> np.ndarray:
@@ -63,7 +71,7 @@ class Cache:
         return mask
 
 
-CACHE_FORMAT = 2  # bump when the cache's contents change
+CACHE_FORMAT = 3  # bump when the cache's contents change
 
 
 def _key(samples: list[Sample], spec: PreprocessSpec) -> str:
@@ -81,13 +89,15 @@ def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | N
     if path and path.exists():
         with np.load(path, allow_pickle=False) as z:
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
-            return Cache(z["images"], z["head_fraction"], errors, z["hashes"], z["hashed"])
-    jobs = [(str(s.path), spec.to_dict()) for s in samples]
+            return Cache(z["images"], z["head_fraction"], errors, z["hashes"], z["hashed"], z["masks"], z["has_mask"])
+    jobs = [(s, spec.to_dict()) for s in samples]
     size = spec.input_size
     images = np.zeros((len(samples), size, size), dtype=np.uint8)
     heads = np.zeros(len(samples), dtype=np.float32)
     hashes = np.zeros((len(samples), 4), dtype=np.uint64)
     hashed = np.zeros(len(samples), dtype=bool)
+    masks = np.zeros_like(images)
+    has_mask = np.zeros(len(samples), dtype=bool)
     errors: dict[int, str] = {}
     if workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as pool:
@@ -95,20 +105,23 @@ def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | N
             results = list(outcomes)
     else:
         results = [_work(j) for j in jobs]
-    for i, (image, head, digest, reason) in enumerate(results):
+    for i, (image, head, digest, mask, reason) in enumerate(results):
         if image is None:
             errors[i] = reason
             continue
         images[i], heads[i] = image, head
+        if mask is not None:
+            masks[i], has_mask[i] = mask, True
         if digest is not None:
             hashes[i], hashed[i] = digest, True
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, head_fraction=heads, hashes=hashes, hashed=hashed,
+        # A name of this process's own: two runs sharing a cache folder may build the same cache at once.
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, head_fraction=heads, hashes=hashes, hashed=hashed, masks=masks, has_mask=has_mask,
                  error_index=np.array(list(errors), dtype=np.int64), error_reason=np.array(list(errors.values()), dtype=str))
         tmp.replace(path)
-    return Cache(images, heads, errors, hashes, hashed)
+    return Cache(images, heads, errors, hashes, hashed, masks, has_mask)
 
 
 def batch_inputs(images_u8: np.ndarray, size: int, normalisation: str) -> np.ndarray:
@@ -118,8 +131,26 @@ def batch_inputs(images_u8: np.ndarray, size: int, normalisation: str) -> np.nda
     return to_model_input(images_u8.astype(np.float32) / 255.0, normalisation)
 
 
+@dataclass(frozen=True)
+class LesionTargets:
+    """Where the tumour is, for the auxiliary lesion head: per-image regions, whether each is known, and the side of
+    the feature grid the head predicts on at the current input size."""
+
+    masks: np.ndarray  # N x S x S uint8
+    known: np.ndarray  # N bool
+    grid: int
+
+    def batch(self, masks_u8: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """(B, grid, grid, 2): the share of each cell inside the tumour, and whether that is known."""
+        g = self.grid
+        share = np.stack([cv2.resize(m, (g, g), interpolation=cv2.INTER_AREA) for m in masks_u8]).astype(np.float32)
+        known = np.broadcast_to(self.known[idx, None, None].astype(np.float32), share.shape)
+        return np.stack([share / 255.0, known], axis=-1)
+
+
 def make_sequence(images, labels, weights, batch_size, size, normalisation, augmenter=None, shuffle=True, seed=0,
-                  max_batches=None):
+                  max_batches=None, lesion: LesionTargets | None = None):
+    """Batches for `fit`; with `lesion`, the targets are a dict for the classifier ('prob') and the lesion head."""
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -142,11 +173,18 @@ def make_sequence(images, labels, weights, batch_size, size, normalisation, augm
         def __getitem__(self, i):
             idx = self.order[i * batch_size : (i + 1) * batch_size]
             batch = images[idx]
+            masks = lesion.masks[idx] if lesion is not None else [None] * len(idx)
             if augmenter is not None:
                 rng = np.random.default_rng([seed, self.epoch, i])
-                batch = np.stack([augmenter(im, rng) for im in batch])
+                pairs = [augmenter(im, m, rng) for im, m in zip(batch, masks)]
+                batch = np.stack([im for im, _m in pairs])
+                masks = [m for _im, m in pairs]
             x = batch_inputs(batch, size, normalisation)
-            return x, labels[idx].astype(np.float32), weights[idx].astype(np.float32)
+            y, w = labels[idx].astype(np.float32), weights[idx].astype(np.float32)
+            if lesion is None:
+                return x, y, w
+            targets = lesion.batch(np.stack(masks), idx)
+            return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": np.ones_like(w)}
 
         def on_epoch_end(self):
             self.epoch += 1

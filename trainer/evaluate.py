@@ -19,23 +19,11 @@ from brainmri_desktop.core.packages import ModelEntry, read_package
 
 from .calibrate import expected_calibration_error
 from .config import TrainConfig
-from .data import Sample
+from .data import Sample, tumour_mask
 from .dataset import preprocess_sample
 from .metrics import with_intervals
 from .plots import confusion, image_grid, reliability, roc
 from .train import load_samples
-
-
-def tumour_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
-    if sample.mask is not None:
-        m = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
-        return None if m is None or m.shape != shape else m > 0
-    if sample.outline is not None:
-        m = np.zeros(shape, np.uint8)
-        pts = np.stack([np.asarray(sample.outline[0]), np.asarray(sample.outline[1])], axis=1).astype(np.int32)
-        cv2.fillPoly(m, [pts], 1)
-        return m > 0
-    return None
 
 
 def explanation_scores(cams: list[np.ndarray], masks: list[np.ndarray]) -> dict:

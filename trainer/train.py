@@ -21,13 +21,13 @@ from brainmri_desktop.core.inference import logit_function, run_logits
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
 from . import __version__
-from .architectures import ArchConfig, backbone_layer_names, build
+from .architectures import ArchConfig, backbone_layer_names, build, lesion_loss, with_lesion_head
 from .augment import build_augmenter
 from .calibrate import (Calibration, calibrated, expected_calibration_error, fit_calibration, fit_temperature,
                         sensitivity_threshold, youden_threshold)
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
-from .dataset import Cache, build_cache, make_sequence
+from .dataset import Cache, LesionTargets, build_cache, make_sequence
 from .dedup import Grouping, group_samples
 from .metrics import with_intervals
 from .splits import Split, split_groups
@@ -111,7 +111,7 @@ def set_trainable(model, mode: str, unfreeze: int) -> None:
             layer.trainable = False
 
 
-def compile_model(model, stage: Stage, cfg: TrainConfig) -> None:
+def compile_model(model, stage: Stage, cfg: TrainConfig, lesion_head: bool = False) -> None:
     import keras
 
     if stage.optimizer == "adamw":
@@ -123,7 +123,12 @@ def compile_model(model, stage: Stage, cfg: TrainConfig) -> None:
                                                     apply_class_balancing=True)
     else:
         loss = keras.losses.BinaryCrossentropy()
-    model.compile(optimizer=opt, loss=loss, metrics=[keras.metrics.AUC(name="auc")])
+    auc = keras.metrics.AUC(name="auc")
+    if lesion_head:
+        model.compile(optimizer=opt, loss={"prob": loss, "lesion": lesion_loss},
+                      loss_weights={"prob": 1.0, "lesion": cfg.lesion_weight}, metrics={"prob": [auc]})
+    else:
+        model.compile(optimizer=opt, loss=loss, metrics=[auc])
 
 
 def cosine_lr(base: float, epoch_in_stage: int, warmup: int, period: int = 8) -> float:
@@ -193,7 +198,12 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     ckpt = _Checkpoints(run_dir)
     state = ckpt.load_state() if resume else None
     state = state or {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "wait": 0, "history": [], "stopped": False}
-    model = build(ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights))
+    model = build(ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
+                             lesion_evidence=cfg.lesion_evidence))
+    # With lesion guidance the graph that trains has a second output; `model` shares its layers and is returned.
+    guided = cfg.lesion_weight > 0
+    trainee = with_lesion_head(model, cfg.arch) if guided else model
+    monitor = "val_prob_auc" if guided else "val_auc"
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     weights = sample_weights(cfg, prepared, train_idx)
     augmenter = build_augmenter(cfg.augment, cfg.seed)
@@ -205,19 +215,25 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             start = end
             continue
         set_trainable(model, stage.trainable, cfg.unfreeze)
-        compile_model(model, stage, cfg)
+        compile_model(trainee, stage, cfg, lesion_head=guided)
         initial = state["epoch"]
         if initial > 0 and (ckpt.dir / "last.weights.h5").exists():
-            model.load_weights(ckpt.dir / "last.weights.h5")
+            trainee.load_weights(ckpt.dir / "last.weights.h5")
             if initial > start:  # resuming inside this stage: its optimizer state continues too
-                ckpt.restore_optimizer(model)
+                ckpt.restore_optimizer(trainee)
+        targets = {}
+        if guided:
+            grid = int(trainee(np.zeros((1, stage.size, stage.size, 3), np.float32), training=False)["lesion"].shape[1])
+            targets = {part: LesionTargets(prepared.cache.masks[idx], prepared.cache.has_mask[idx], grid)
+                       for part, idx in (("train", train_idx), ("val", val_idx))}
         train_seq = make_sequence(prepared.images(train_idx), prepared.labels[train_idx], weights, cfg.batch_size,
                                   stage.size, norm, augmenter, shuffle=True, seed=cfg.seed,
-                                  max_batches=cfg.steps_per_epoch)
+                                  max_batches=cfg.steps_per_epoch, lesion=targets.get("train"))
         train_seq.epoch = initial
         train_seq._order()
         val_seq = make_sequence(prepared.images(val_idx), prepared.labels[val_idx],
-                                np.ones(len(val_idx), np.float32), 64, stage.size, norm, shuffle=False)
+                                np.ones(len(val_idx), np.float32), 64, stage.size, norm, shuffle=False,
+                                lesion=targets.get("val"))
         final_stage = s_index == len(plan_stages(cfg)) - 1
 
         class RunState(keras.callbacks.Callback):
@@ -227,7 +243,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = dict(logs or {})
-                auc = float(logs.get("val_auc", 0.0))
+                auc = float(logs.get(monitor, 0.0))
                 state["history"].append({"epoch": epoch + 1, "stage": stage.name, "size": stage.size,
                                          "lr": float(np.asarray(self.model.optimizer.learning_rate)),
                                          **{k: float(v) for k, v in logs.items() if k != "learning_rate"}})
@@ -245,16 +261,16 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
 
         callbacks = [RunState()]
         if cfg.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
                                                                patience=2, min_lr=1e-6, verbose=1))
         log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
-        model.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
-                  verbose=2)
+        trainee.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
+                    verbose=2)
         start = end
     # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
     for name in ("best.weights.h5", "last.weights.h5"):
         if (ckpt.dir / name).exists():
-            model.load_weights(ckpt.dir / name)
+            trainee.load_weights(ckpt.dir / name)
             break
     return model, state
 

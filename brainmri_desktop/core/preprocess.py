@@ -92,6 +92,15 @@ class CropGeometry:
         out[y0:y1, x0:x1] = square[top : top + (y1 - y0), left : left + (x1 - x0)]
         return out
 
+    def to_input(self, values: np.ndarray) -> np.ndarray:
+        """A map on the slice grid (a tumour mask, say) cut and scaled as the image was: the model-input grid."""
+        y0, y1, x0, x1 = self.box
+        top, left = self.pad
+        square = np.zeros((self.side, self.side), dtype=np.float32)
+        square[top : top + (y1 - y0), left : left + (x1 - x0)] = np.asarray(values, np.float32)[y0:y1, x0:x1]
+        interp = cv2.INTER_AREA if self.side > self.size else cv2.INTER_LINEAR
+        return cv2.resize(square, (self.size, self.size), interpolation=interp)
+
 
 @dataclass(frozen=True)
 class Preprocessed:
