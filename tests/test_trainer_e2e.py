@@ -143,6 +143,8 @@ def test_lesion_guidance_trains_on_masks_and_exports_the_plain_classifier(tmp_pa
     model = LoadedModel.load(find_model(discover([tmp_path / "models"]), "guided")).keras_model
     assert [layer.name for layer in model.layers if layer.name == "lesion"] == []
     assert len(model.outputs) == 1
+    card = (tmp_path / "models" / "guided" / "MODEL_CARD.md").read_text()
+    assert "Mid-brain slices of the patients above" in card and "| P0" not in card
 
 
 def test_lesion_evidence_is_part_of_the_exported_classifier(tmp_path):

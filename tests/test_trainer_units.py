@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,12 @@ def test_lesion_loss_ignores_images_whose_tumour_region_is_unknown():
     loss_good, loss_bad = np.asarray(lesion_loss(y_true, good)), np.asarray(lesion_loss(y_true, bad))
     assert loss_good[0] < 0.01 < 5 < loss_bad[0]
     assert loss_good[1] == loss_bad[1] == 0
+
+
+def test_mid_brain_keeps_the_slices_near_each_patients_largest_head():
+    from trainer.evaluate import mid_brain
+
+    samples = [Sample(Path(f"{p}{i}.png"), 0, "lgg", patient=p) for p in "ab" for i in range(4)]
+    samples.append(Sample(Path("kaggle.png"), 1, "kaggle"))
+    heads = np.array([0.1, 0.3, 0.5, 0.6, 0.2, 0.19, 0.05, 0.1, 0.9])
+    assert mid_brain(samples, heads).tolist() == [False, False, True, True, True, True, False, False, False]

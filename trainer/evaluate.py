@@ -41,7 +41,7 @@ def explanation_scores(cams: list[np.ndarray], masks: list[np.ndarray]) -> dict:
 def evaluate_samples(model: LoadedModel, samples: list[Sample], tta: int = 1, gradcam: bool = True,
                      batch: int = 64) -> dict:
     """Predictions for every readable sample; Grad-CAM scores for tumour samples with a mask or an outline."""
-    probs, labels, sources, kept, errors = [], [], [], [], []
+    probs, labels, sources, kept, errors, heads = [], [], [], [], [], []
     cams_by_source: dict[str, tuple[list, list]] = {}
     cam = GradCAM(model) if gradcam else None
     for start in range(0, len(samples), batch):
@@ -59,6 +59,7 @@ def evaluate_samples(model: LoadedModel, samples: list[Sample], tta: int = 1, gr
         labels += [s.label for s in chunk]
         sources += [s.source for s in chunk]
         kept += chunk
+        heads += [p.head_fraction for p in inputs]
         if cam is not None:
             pos = [k for k, s in enumerate(chunk) if s.label == 1 and (s.mask is not None or s.outline is not None)]
             if pos:
@@ -68,7 +69,19 @@ def evaluate_samples(model: LoadedModel, samples: list[Sample], tta: int = 1, gr
                     cams.append(m)
                     masks.append(tumour_mask(chunk[k], m.shape))
     return {"probs": np.array(probs), "labels": np.array(labels), "sources": np.array(sources), "samples": kept,
-            "errors": errors, "explanations": {src: explanation_scores(*v) for src, v in cams_by_source.items()}}
+            "head_fraction": np.array(heads), "errors": errors, "explanations": {src: explanation_scores(*v) for src, v in cams_by_source.items()}}
+
+
+def mid_brain(samples: list[Sample], head_fraction: np.ndarray, share: float = 0.6) -> np.ndarray:
+    """Slices of patients whose head area is at least `share` of that patient's largest: the middle of the brain.
+    LGG's no-tumour slices are mostly the top and the base of the head, so the whole set rewards telling slice levels
+    apart; here tumour and no-tumour slices come from the same levels. False for slices without a patient."""
+    largest: dict[str, float] = {}
+    for s, h in zip(samples, head_fraction):
+        if s.patient is not None:
+            largest[s.patient] = max(largest.get(s.patient, 0.0), float(h))
+    return np.array([s.patient is not None and h >= share * largest[s.patient] for s, h in zip(samples, head_fraction)],
+                    dtype=bool)
 
 
 def evaluate_package(package: Path, cfg: TrainConfig, out: Path, tta: int | None = None) -> dict:
