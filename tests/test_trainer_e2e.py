@@ -105,12 +105,16 @@ def test_split_does_not_depend_on_the_input_size(tiny_data, tmp_path):
     assert a.split == b.split and a.grouping.groups == b.grouping.groups
 
 
-def test_leave_one_source_out_run_goes_into_the_model_card(tiny_data, tmp_path):
+def test_leave_one_source_out_run_goes_into_the_model_card(tiny_data, tmp_path, capsys):
     other = write_labelled_folder(tmp_path / "other", n_per_class=12, size=48, seed=7)
     both = ["--data", str(other)]
     assert _train(tiny_data, tmp_path / "all", "--epochs", "1", *both) == 0
     assert _train(tiny_data, tmp_path / "without", "--epochs", "1", *both, "--exclude-source", "other") == 0
     held_out = json.loads((tmp_path / "without" / "results.json").read_text())
+    split = json.loads((tmp_path / "without" / "split.json").read_text())
+    own = sum("/other/" not in path for path in split["val"])
+    assert 0 < own < len(split["val"])
+    assert f"early stopping watches {own} validation images" in capsys.readouterr().out  # never the left-out source
     assert held_out["excluded_sources"] == ["other"] and "other" in held_out["validation_by_source"]
     assert brainmri_train(["export", str(tmp_path / "all"), "--to", str(tmp_path / "models"), "--id", "two-sources",
                            "--leave-out", str(tmp_path / "without")]) == 0

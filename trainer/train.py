@@ -340,7 +340,9 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
     (run_dir / "split.json").write_text(json.dumps({
         part: [str(prepared.samples[i].path) for i in idx]
         for part, idx in (("train", train_idx), ("val", val_idx), ("test", split.test))}, indent=0))
-    model, state = fit(cfg, prepared, run_dir, train_idx, val_idx, resume=resume, log=log)
+    # Early stopping and the best epoch look only at the sources that train: a left-out source must not pick the epoch.
+    log(f"early stopping watches {int(calib_mask.sum())} validation images of the training sources")
+    model, state = fit(cfg, prepared, run_dir, train_idx, val_idx[calib_mask], resume=resume, log=log)
     model.save(run_dir / "model.keras")
     norm = spec_for(cfg).model_normalisation
     views_val = view_logits(model, prepared.images(val_idx), norm, cfg.tta_eval)
