@@ -103,15 +103,18 @@ def _leave_out_lines(runs: list[Path], cfg: dict) -> list[str]:
         return ["- Leave-one-source-out: not measured for this release "
                 "(`brainmri-train train --config <config> --exclude-source <source>` measures it)."]
     out = ["- Leave-one-source-out (the same recipe trained without a source, scored on that source's validation "
-           "and test images, which it never saw; calibration and threshold from the other sources):", ""]
+           "and test images, which it never saw; calibration, threshold and best epoch from the other sources):", ""]
     out.append("| left out | run | recipe | validation AUC (95% CI) | test AUC (95% CI) | validation sensitivity at "
                "the high-sensitivity point |\n|---|---|---|---|---|---|")
     for run in runs:
         res = json.loads((Path(run) / "results.json").read_text())
         rcfg = json.loads((Path(run) / "config.json").read_text())
         recipe = f"{rcfg['arch']} {rcfg['img_size']} px, {rcfg['epochs']} epochs"
-        if any(rcfg.get(k) != cfg.get(k) for k in ("arch", "img_size", "epochs", "augment", "steps_per_epoch")):
+        if any(rcfg.get(k) != cfg.get(k) for k in ("arch", "img_size", "epochs", "augment", "steps_per_epoch",
+                                                   "progressive", "strip_rim", "lesion_weight", "lesion_evidence")):
             recipe += " (differs from this model's)"
+        if "early_stopping_images" not in res:  # runs of trainer 0.1 chose their best epoch on every source
+            recipe += " (best epoch chosen with the left-out source in view: optimistic)"
         for src in res.get("excluded_sources") or []:
             val = res["validation_by_source"].get(src)
             test = (res.get("test_by_source") or {}).get(src)

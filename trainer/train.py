@@ -369,6 +369,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
                              "images_merged": prepared.grouping.merged_images},
         "split_sizes": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))},
         "excluded_sources": list(cfg.exclude_sources),
+        "early_stopping_images": int(calib_mask.sum()),
         "preprocessing": spec_for(cfg).to_dict(),
     })
     np.savez(run_dir / "predictions.npz", val_logits=views_val, val_labels=y_val, val_sources=src_val,
