@@ -171,3 +171,24 @@ def test_mid_brain_keeps_the_slices_near_each_patients_largest_head():
     samples.append(Sample(Path("kaggle.png"), 1, "kaggle"))
     heads = np.array([0.1, 0.3, 0.5, 0.6, 0.2, 0.19, 0.05, 0.1, 0.9])
     assert mid_brain(samples, heads).tolist() == [False, False, True, True, True, True, False, False, False]
+
+
+def test_leave_out_rows_compare_recipes_by_value_and_flag_old_epoch_choice(tmp_path):
+    """A key an older trainer did not write had its default; a run without the early-stopping record is flagged."""
+    import json
+
+    from trainer.card import _leave_out_lines
+
+    cfg = {"arch": "cnn", "img_size": 64, "epochs": 5, "lesion_weight": 0.0}
+    held = {"excluded_sources": ["lgg"], "validation_by_source": {"lgg": {"auc": {"value": 0.7, "ci95": [0.6, 0.8]}}}}
+    rows = {}
+    for name, run_cfg, res in (("old", {"arch": "cnn", "img_size": 64, "epochs": 5}, held),
+                               ("new", cfg, {**held, "early_stopping_images": 10}),
+                               ("other", {**cfg, "lesion_weight": 1.0}, {**held, "early_stopping_images": 10})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(run_cfg))
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+        rows[name] = next(line for line in _leave_out_lines([tmp_path / name], cfg) if line.startswith("| lgg"))
+    assert "differs" not in rows["old"] and "optimistic" in rows["old"]
+    assert "differs" not in rows["new"] and "optimistic" not in rows["new"] and "0.700 (0.600-0.800)" in rows["new"]
+    assert "differs from this model's" in rows["other"]

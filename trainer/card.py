@@ -106,12 +106,15 @@ def _leave_out_lines(runs: list[Path], cfg: dict) -> list[str]:
            "and test images, which it never saw; calibration, threshold and best epoch from the other sources):", ""]
     out.append("| left out | run | recipe | validation AUC (95% CI) | test AUC (95% CI) | validation sensitivity at "
                "the high-sensitivity point |\n|---|---|---|---|---|---|")
+    defaults = TrainConfig().to_dict()
     for run in runs:
         res = json.loads((Path(run) / "results.json").read_text())
         rcfg = json.loads((Path(run) / "config.json").read_text())
         recipe = f"{rcfg['arch']} {rcfg['img_size']} px, {rcfg['epochs']} epochs"
-        if any(rcfg.get(k) != cfg.get(k) for k in ("arch", "img_size", "epochs", "augment", "steps_per_epoch",
-                                                   "progressive", "strip_rim", "lesion_weight", "lesion_evidence")):
+        # Keys a run's trainer did not know yet had their default value.
+        if any(rcfg.get(k, defaults[k]) != cfg.get(k, defaults[k])
+               for k in ("arch", "img_size", "epochs", "augment", "steps_per_epoch", "progressive", "strip_rim",
+                         "lesion_weight", "lesion_evidence")):
             recipe += " (differs from this model's)"
         if "early_stopping_images" not in res:  # runs of trainer 0.1 chose their best epoch on every source
             recipe += " (best epoch chosen with the left-out source in view: optimistic)"
