@@ -107,3 +107,19 @@ def test_a_slice_map_reaches_the_model_grid_where_the_image_did():
     assert on_grid[peak] > 0.5 and on_grid.sum() < 0.2 * on_grid.size
     back = p.geometry.to_source(on_grid)
     assert ((back > 0.5) == (disc > 0.5)).mean() > 0.98
+
+
+def test_median_scale_keeps_normal_tissue_level_when_a_large_bright_lesion_is_present():
+    """Under "percentiles" a lesion that holds the top percentile darkens the rest of the brain; "median" does not."""
+    plain = head_image(128, 128, seed=5).astype(np.float32)
+    lesion = head_image(128, 128, tumour=(64, 50, 12), seed=5).astype(np.float32)  # about 7% of the head
+    far = np.zeros((64, 64), bool)
+    far[20:44, 40:52] = True  # normal tissue well away from the lesion, on the model grid
+    levels = {}
+    for scale in ("percentiles", "median"):
+        spec = PreprocessSpec(input_size=64, intensity_scale=scale)
+        levels[scale] = [float(preprocess_values(im, None, spec).image[far].mean()) for im in (plain, lesion)]
+    assert levels["percentiles"][0] - levels["percentiles"][1] > 0.2
+    assert abs(levels["median"][0] - levels["median"][1]) < 0.05
+    with pytest.raises(ValueError):
+        PreprocessSpec(intensity_scale="mean")

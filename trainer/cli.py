@@ -20,7 +20,7 @@ def _config(args) -> TrainConfig:
     changes = {k: getattr(args, k, None) for k in ("arch", "epochs", "img_size", "seed", "batch_size", "augment",
                                                     "loss", "optimizer", "schedule", "backbone_weights",
                                                     "steps_per_epoch", "cache_dir", "strip_rim",
-                                                    "lesion_weight", "lesion_evidence")}
+                                                    "lesion_weight", "lesion_evidence", "intensity_scale")}
     if getattr(args, "exclude_source", None):
         changes["exclude_sources"] = list(args.exclude_source)
     cfg = cfg.override(**changes)
@@ -97,6 +97,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
     p.add_argument("--cache-dir", dest="cache_dir")
     p.add_argument("--strip-rim", type=float, dest="strip_rim", help="share of the head diameter stripped from its border")
+    p.add_argument("--intensity-scale", choices=("percentiles", "median"), dest="intensity_scale",
+                   help="map the head's 1st/99th percentiles to 0/1, or its 1st percentile/median to 0/0.5")
     p.add_argument("--lesion-weight", type=float, dest="lesion_weight",
                    help="weight of the auxiliary tumour-location loss on the Grad-CAM layer (0: off)")
     p.add_argument("--lesion-evidence", action="store_true", default=None, dest="lesion_evidence",

@@ -41,6 +41,7 @@ class TrainConfig:
     augment: str = "heavy"  # none | moderate | heavy
     clahe: bool = False
     strip_rim: float = 0.0  # share of the head diameter stripped from its border (see PreprocessSpec)
+    intensity_scale: str = "percentiles"  # percentiles | median (see PreprocessSpec)
     # Weight of the auxiliary lesion loss (tumour masks and outlines on the Grad-CAM layer); 0 trains without it.
     lesion_weight: float = 0.0
     lesion_evidence: bool = False  # the classifier's logit also reads the peak of that tumour map (ArchConfig)

@@ -35,6 +35,7 @@ from .splits import Split, split_groups
 
 def spec_for(cfg: TrainConfig) -> PreprocessSpec:
     return PreprocessSpec(input_size=cfg.img_size, clahe=cfg.clahe, strip_rim=cfg.strip_rim,
+                          intensity_scale=cfg.intensity_scale,
                           model_normalisation="resnet50" if cfg.arch == "resnet50" else "unit")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from .io.slices import Slice
 
 MODEL_NORMALISATIONS = ("unit", "resnet50")
+INTENSITY_SCALES = ("percentiles", "median")
 _RESNET_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 _MASK_SIZE = 256  # the head mask is found on a copy no larger than this; it needs shape, not detail
 
@@ -32,6 +33,10 @@ class PreprocessSpec:
     # fat is the brightest tissue on T1 and FLAIR: Grad-CAM peaks of models trained without this sat on it.
     strip_rim: float = 0.0
     percentiles: tuple[float, float] = (1.0, 99.0)
+    # "percentiles" maps the two percentiles of the head to 0 and 1. "median" maps the low percentile to 0 and the
+    # head's median to 0.5: a large bright lesion holds the top percentile and would darken the normal tissue under
+    # "percentiles", while the median stays with the normal tissue.
+    intensity_scale: str = "percentiles"
     clahe: bool = False
     model_normalisation: str = "unit"
 
@@ -43,6 +48,8 @@ class PreprocessSpec:
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
+        if self.intensity_scale not in INTENSITY_SCALES:
+            raise ValueError(f"intensity_scale must be one of {INTENSITY_SCALES}")
         if not 0 <= self.strip_rim <= 0.2:
             raise ValueError("strip_rim must be between 0 and 0.2")
 
@@ -55,7 +62,8 @@ class PreprocessSpec:
             f"crop_to_head(margin={self.crop_margin}, pad_to_square)" if self.head_crop else "pad_to_square",
             f"strip_rim({self.strip_rim} of the head's diameter)" if self.strip_rim else None,
             "blank_outside_head" if self.blank_outside_head else None,
-            f"percentile_normalise_inside_head{tuple(self.percentiles)}",
+            f"percentile_normalise_inside_head{tuple(self.percentiles)}" if self.intensity_scale == "percentiles"
+            else f"median_normalise_inside_head(low={self.percentiles[0]}, median->0.5)",
             "clahe(clip=2.0, grid=8)" if self.clahe else None,
             f"resize({self.input_size}, area)",
             "grey_to_3_channels",
@@ -177,6 +185,8 @@ def preprocess_values(
         mask = np.ones_like(mask)
     tissue = _strip_rim(mask, spec.strip_rim) if head_fraction >= 0.01 else mask
     lo, hi = np.percentile(values[tissue], spec.percentiles)
+    if spec.intensity_scale == "median":
+        hi = lo + 2 * (float(np.median(values[tissue])) - lo)
     unit = _unit_scale(values, float(lo), float(hi))
     if spec.blank_outside_head and head_fraction >= 0.01:
         kept = tissue if spec.strip_rim else cv2.dilate(
