@@ -8,34 +8,37 @@ from pathlib import Path
 from brainmri_desktop.core.inference import LoadedModel
 
 from .config import TrainConfig
+from .data import Sample
 from .evaluate import evaluate_samples, mid_brain
 from .metrics import with_intervals
 from .train import load_samples
 
 
-def explanations_for_run(run_dir: Path, model: LoadedModel, limit_per_source: int = 300) -> dict:
-    """Grad-CAM pointing game on the run's validation tumour slices that have masks or outlines."""
+def split_samples(run_dir: Path) -> dict[str, list[Sample]]:
+    """The run's validation and test samples, read once for everything the card measures on them."""
     cfg = TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    val = set(json.loads((Path(run_dir) / "split.json").read_text())["val"])
+    split = {part: set(paths) for part, paths in json.loads((Path(run_dir) / "split.json").read_text()).items()}
+    samples = load_samples(cfg)
+    return {part: [s for s in samples if str(s.path) in split[part]] for part in ("val", "test")}
+
+
+def gradcam_scores(samples: dict[str, list[Sample]], model: LoadedModel, limit_per_source: int = 300) -> dict:
+    """Grad-CAM pointing game on the validation tumour slices that have masks or outlines."""
     chosen, per_source = [], {}
-    for s in load_samples(cfg):
-        if str(s.path) in val and s.label == 1 and (s.mask is not None or s.outline is not None):
+    for s in samples["val"]:
+        if s.label == 1 and (s.mask is not None or s.outline is not None):
             if per_source.setdefault(s.source, 0) < limit_per_source:
                 per_source[s.source] += 1
                 chosen.append(s)
     return evaluate_samples(model, chosen, tta=1, gradcam=True)["explanations"]
 
 
-def mid_brain_for_run(run_dir: Path, model: LoadedModel, bootstrap: int = 500) -> dict:
-    """Metrics on the mid-brain slices of the patients in the run's validation and test splits, per source."""
-    cfg = TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    split = json.loads((Path(run_dir) / "split.json").read_text())
-    samples = [s for s in load_samples(cfg) if s.patient is not None]
+def mid_brain_metrics(samples: dict[str, list[Sample]], model: LoadedModel, bootstrap: int = 500) -> dict:
+    """Metrics on the mid-brain slices of the patients in the validation and test splits, per source."""
     out: dict = {}
     threshold = model.manifest.threshold.threshold
     for part in ("val", "test"):
-        paths = set(split[part])
-        chosen = [s for s in samples if str(s.path) in paths]
+        chosen = [s for s in samples[part] if s.patient is not None]
         if not chosen:
             continue
         ev = evaluate_samples(model, chosen, tta=model.manifest.default_tta, gradcam=False)

@@ -18,7 +18,8 @@ import numpy as np
 
 from brainmri_desktop.core.errors import BrainMRIError
 from brainmri_desktop.core.io.study import read_file
-from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, to_model_input
+from brainmri_desktop.core.preprocess import (PreprocessSpec, Preprocessed, preprocess_slice, preprocess_values,
+                                              to_model_input)
 
 from .data import Sample, tumour_mask
 from .dedup import dhash
@@ -37,7 +38,7 @@ def _work(args: tuple[Sample, dict]) -> tuple[np.ndarray | None, float, np.ndarr
     try:
         slice_ = read_file(sample.path)[0]
         values = slice_.values()
-        p = preprocess_slice(slice_, PreprocessSpec.from_dict(spec_dict))
+        p = preprocess_values(values, slice_.window, PreprocessSpec.from_dict(spec_dict))
         region = tumour_mask(sample, values.shape) if sample.label == 1 else np.zeros(values.shape, bool)
         mask = None if region is None else (p.geometry.to_input(region) * 255 + 0.5).astype(np.uint8)
         return (p.image * 255 + 0.5).astype(np.uint8), p.head_fraction, dhash(values), mask, ""

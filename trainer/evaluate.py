@@ -69,13 +69,14 @@ def evaluate_samples(model: LoadedModel, samples: list[Sample], tta: int = 1, gr
                     cams.append(m)
                     masks.append(tumour_mask(chunk[k], m.shape))
     return {"probs": np.array(probs), "labels": np.array(labels), "sources": np.array(sources), "samples": kept,
-            "head_fraction": np.array(heads), "errors": errors, "explanations": {src: explanation_scores(*v) for src, v in cams_by_source.items()}}
+            "head_fraction": np.array(heads), "errors": errors,
+            "explanations": {src: explanation_scores(*v) for src, v in cams_by_source.items()}}
 
 
 def mid_brain(samples: list[Sample], head_fraction: np.ndarray, share: float = 0.6) -> np.ndarray:
     """Slices of patients whose head area is at least `share` of that patient's largest: the middle of the brain.
     LGG's no-tumour slices are mostly the top and the base of the head, so the whole set rewards telling slice levels
-    apart; here tumour and no-tumour slices come from the same levels. False for slices without a patient."""
+    apart; here tumour and no-tumour slices come from similar levels. False for slices without a patient."""
     largest: dict[str, float] = {}
     for s, h in zip(samples, head_fraction):
         if s.patient is not None:

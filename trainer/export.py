@@ -67,7 +67,7 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     from brainmri_desktop.core.inference import LoadedModel
     from brainmri_desktop.core.packages import ModelEntry
 
-    from .card import explanations_for_run, mid_brain_for_run, model_card
+    from .card import gradcam_scores, mid_brain_metrics, model_card, split_samples
 
     run_dir = Path(run_dir)
     manifest = manifest_from_run(run_dir, model_id, name)
@@ -75,15 +75,15 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     target = Path(to or user_models_dir()) / manifest.id
     if target.exists() and not force:
         raise ModelPackageError(target, "a package with this id exists already (use --force to replace it)")
-    explanations, mid = {}, {}
+    cams, mid = {}, {}
     if explain:
         loaded = LoadedModel(ModelEntry(run_dir, "dir", manifest=manifest), manifest, model)
-        explanations = explanations_for_run(run_dir, loaded)
-        mid = mid_brain_for_run(run_dir, loaded)
-        manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": explanations, "mid_brain": mid})
+        samples = split_samples(run_dir)
+        cams, mid = gradcam_scores(samples, loaded), mid_brain_metrics(samples, loaded)
+        manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": cams, "mid_brain": mid})
     command = f"brainmri-train train --config <config below> --out {run_dir.name}\n" \
               f"brainmri-train export {run_dir.name} --id {manifest.id}"
     for run in leave_out_runs or []:
         command += f" --leave-out {Path(run).name}"
-    card = model_card(run_dir, manifest.to_dict(), explanations, command, leave_out_runs, mid)
+    card = model_card(run_dir, manifest.to_dict(), cams, command, leave_out_runs, mid)
     return write_package(target, manifest, model, {"MODEL_CARD.md": card.encode()}, force=force)
