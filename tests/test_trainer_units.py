@@ -192,3 +192,20 @@ def test_leave_out_rows_compare_recipes_by_value_and_flag_old_epoch_choice(tmp_p
     assert "differs" not in rows["old"] and "optimistic" in rows["old"]
     assert "differs" not in rows["new"] and "optimistic" not in rows["new"] and "0.700 (0.600-0.800)" in rows["new"]
     assert "differs from this model's" in rows["other"]
+
+
+def test_random_intensity_curve_changes_grey_levels_but_keeps_the_background_black():
+    from trainer.augment import random_intensity_curve
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((32, 32), np.uint8)
+    img[8:24, 8:24] = 100
+    img[12:18, 12:18] = 200
+    inverted = 0
+    for _ in range(40):
+        out = random_intensity_curve(img, rng)
+        assert (out[img == 0] == 0).all() and (out[img > 0] > 0).all()
+        # one grey level maps to one grey level: shapes survive, brightness does not
+        assert len(np.unique(out[img == 100])) == 1 and len(np.unique(out[img == 200])) == 1
+        inverted += int(out[15, 15]) < int(out[9, 9])
+    assert 0 < inverted < 40

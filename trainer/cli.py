@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri_desktop.core.errors import BrainMRIError  # noqa: E402
 
+from .augment import STRENGTHS  # noqa: E402
 from .config import DataRoot, TrainConfig, read_config  # noqa: E402
 
 
@@ -89,7 +90,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-size", type=int, dest="img_size")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--seed", type=int)
-    p.add_argument("--augment", choices=("none", "moderate", "heavy"))
+    p.add_argument("--augment", choices=STRENGTHS)
     p.add_argument("--loss", choices=("bce", "focal"))
     p.add_argument("--optimizer", choices=("adam", "adamw"))
     p.add_argument("--schedule", choices=("plateau", "cosine"))

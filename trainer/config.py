@@ -38,7 +38,7 @@ class TrainConfig:
     schedule: str = "plateau"  # plateau | cosine
     warmup_epochs: int = 1
     patience: int = 6
-    augment: str = "heavy"  # none | moderate | heavy
+    augment: str = "heavy"  # none | moderate | heavy | domain (trainer/augment.py)
     clahe: bool = False
     strip_rim: float = 0.0  # share of the head diameter stripped from its border (see PreprocessSpec)
     intensity_scale: str = "percentiles"  # percentiles | median (see PreprocessSpec)
