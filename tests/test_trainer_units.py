@@ -188,10 +188,15 @@ def test_leave_out_rows_compare_recipes_by_value_and_flag_old_epoch_choice(tmp_p
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(json.dumps(run_cfg))
         (tmp_path / name / "results.json").write_text(json.dumps(res))
-        rows[name] = next(line for line in _leave_out_lines([tmp_path / name], cfg) if line.startswith("| lgg"))
+        mid = {"new": {"val": {"lgg": {"auc": {"value": 0.45, "ci95": [0.3, 0.6]}}}}}
+        rows[name] = next(line for line in _leave_out_lines([tmp_path / name], cfg, mid) if line.startswith("| lgg"))
     assert "differs" not in rows["old"] and "optimistic" in rows["old"]
     assert "differs" not in rows["new"] and "optimistic" not in rows["new"] and "0.700 (0.600-0.800)" in rows["new"]
+    assert rows["new"].endswith("| 0.450 (0.300-0.600) / - |") and rows["old"].endswith("| - / - |")
     assert "differs from this model's" in rows["other"]
+    scaled = {**cfg, "intensity_scale": "median"}  # the scale changes what the model sees: another recipe
+    assert "differs from this model's" in next(line for line in _leave_out_lines([tmp_path / "new"], scaled)
+                                               if line.startswith("| lgg"))
 
 
 def test_random_intensity_curve_changes_grey_levels_but_keeps_the_background_black():

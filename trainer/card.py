@@ -100,15 +100,19 @@ def _supervision_line(cfg: dict) -> str:
     return line + " only."
 
 
-def _leave_out_lines(runs: list[Path], cfg: dict) -> list[str]:
-    """Figures of runs trained with a source left out, on that source's validation and test images."""
+def _leave_out_lines(runs: list[Path], cfg: dict, mid_brain: dict[str, dict] | None = None) -> list[str]:
+    """Figures of runs trained with a source left out, on that source's validation and test images.
+
+    `mid_brain` holds each run's mid-brain figures by run folder name (see mid_brain_metrics): a left-out source whose
+    no-tumour slices sit at other levels of the head can be scored by slice level alone, without finding a lesion.
+    """
     if not runs:
         return ["- Leave-one-source-out: not measured for this release "
                 "(`brainmri-train train --config <config> --exclude-source <source>` measures it)."]
     out = ["- Leave-one-source-out (the same recipe trained without a source, scored on that source's validation "
            "and test images, which it never saw; calibration, threshold and best epoch from the other sources):", ""]
     out.append("| left out | run | recipe | validation AUC (95% CI) | test AUC (95% CI) | validation sensitivity at "
-               "the high-sensitivity point |\n|---|---|---|---|---|---|")
+               "the high-sensitivity point | mid-brain slices only: validation / test AUC |\n|---|---|---|---|---|---|---|")
     defaults = TrainConfig().to_dict()
     for run in runs:
         res = json.loads((Path(run) / "results.json").read_text())
@@ -117,7 +121,7 @@ def _leave_out_lines(runs: list[Path], cfg: dict) -> list[str]:
         # Keys a run's trainer did not know yet had their default value.
         if any(rcfg.get(k, defaults[k]) != cfg.get(k, defaults[k])
                for k in ("arch", "img_size", "epochs", "augment", "steps_per_epoch", "progressive", "strip_rim",
-                         "lesion_weight", "lesion_evidence")):
+                         "intensity_scale", "lesion_weight", "lesion_evidence")):
             recipe += " (differs from this model's)"
         if "early_stopping_images" not in res:  # runs of trainer 0.1 chose their best epoch on every source
             recipe += " (best epoch chosen with the left-out source in view: optimistic)"
@@ -125,13 +129,16 @@ def _leave_out_lines(runs: list[Path], cfg: dict) -> list[str]:
             val = res["validation_by_source"].get(src)
             test = (res.get("test_by_source") or {}).get(src)
             high = (val or {}).get("high_sensitivity_point", {})
+            mid = (mid_brain or {}).get(Path(run).name, {})
+            mid_auc = " / ".join(_m(mid.get(part, {}).get(src), "auc") for part in ("val", "test"))
             out.append(f"| {src} | `{Path(run).name}` | {recipe} | {_m(val, 'auc')} | {_m(test, 'auc')} | "
-                       f"{_m(high, 'sensitivity')} |")
+                       f"{_m(high, 'sensitivity')} | {mid_auc} |")
     return out + [""]
 
 
 def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: str,
-               leave_out_runs: list[Path] | None = None, mid_brain: dict | None = None) -> str:
+               leave_out_runs: list[Path] | None = None, mid_brain: dict | None = None,
+               leave_out_mid_brain: dict[str, dict] | None = None) -> str:
     res = json.loads((Path(run_dir) / "results.json").read_text())
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     m = manifest_dict
@@ -190,7 +197,7 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         + ("; ".join(f"{s}: peak inside the tumour on {v['pointing_game']:.1%} of {v['n']} slices, "
                      f"{v['energy_inside']:.1%} of the map's energy inside" for s, v in explanations.items()
                      if v["n"]) or "not measured") + ".",
-        *_leave_out_lines(list(leave_out_runs or []), cfg),
+        *_leave_out_lines(list(leave_out_runs or []), cfg, leave_out_mid_brain),
         "## Known limitations",
         "- Single 2-D slices; no use of neighbouring slices or other sequences of the study.",
         "- Seen in training: T1 post-contrast, T2 and FLAIR slices of the sources above; other sequences, scanners "

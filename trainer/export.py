@@ -69,21 +69,26 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
 
     from .card import gradcam_scores, mid_brain_metrics, model_card, split_samples
 
+    def run_model(run: Path, manifest: Manifest) -> LoadedModel:
+        model = keras.models.load_model(Path(run) / "model.keras", compile=False, safe_mode=True)
+        return LoadedModel(ModelEntry(Path(run), "dir", manifest=manifest), manifest, model)
+
     run_dir = Path(run_dir)
     manifest = manifest_from_run(run_dir, model_id, name)
-    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    loaded = run_model(run_dir, manifest)
     target = Path(to or user_models_dir()) / manifest.id
     if target.exists() and not force:
         raise ModelPackageError(target, "a package with this id exists already (use --force to replace it)")
-    cams, mid = {}, {}
+    cams, mid, leave_out_mid = {}, {}, {}
     if explain:
-        loaded = LoadedModel(ModelEntry(run_dir, "dir", manifest=manifest), manifest, model)
         samples = split_samples(run_dir)
         cams, mid = gradcam_scores(samples, loaded), mid_brain_metrics(samples, loaded)
         manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": cams, "mid_brain": mid})
+        for run in leave_out_runs or []:
+            leave_out_mid[Path(run).name] = mid_brain_metrics(split_samples(run), run_model(run, manifest_from_run(run)))
     command = f"brainmri-train train --config <config below> --out {run_dir.name}\n" \
               f"brainmri-train export {run_dir.name} --id {manifest.id}"
     for run in leave_out_runs or []:
         command += f" --leave-out {Path(run).name}"
-    card = model_card(run_dir, manifest.to_dict(), cams, command, leave_out_runs, mid)
-    return write_package(target, manifest, model, {"MODEL_CARD.md": card.encode()}, force=force)
+    card = model_card(run_dir, manifest.to_dict(), cams, command, leave_out_runs, mid, leave_out_mid)
+    return write_package(target, manifest, loaded.keras_model, {"MODEL_CARD.md": card.encode()}, force=force)
