@@ -36,6 +36,9 @@ def _headline(metrics: dict) -> str:
             value = value.get("value")
         if isinstance(value, (int, float)):
             parts.append(f"{key}={value:.3f}")
+    for source, cam in sorted((metrics.get("gradcam") or {}).items()):
+        if isinstance(cam, dict) and isinstance(cam.get("pointing_game"), (int, float)):
+            parts.append(f"gradcam_in_tumour[{source}]={cam['pointing_game']:.0%}")
     return " ".join(parts) or "-"
 
 

@@ -37,6 +37,7 @@ def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_pa
     probs = [table.index(r, 2).data(Qt.DisplayRole) for r in range(6)]
     assert all(p is not None and 0 <= p <= 1 for p in probs)
     assert "Tumour probability" in window.result_text.toPlainText()
+    assert "Grad-CAM: not measured against tumour outlines" in window.result_text.toPlainText()
     assert window.cam_view.has_overlay
     assert window.strip.count == 6 and len(window.strip.probabilities) == 6
 
@@ -155,3 +156,17 @@ def test_a_first_start_opens_with_the_default_model_of_the_command_line(qtbot, m
     qtbot.addWidget(w)
     assert w.model_combo.count() >= 2
     assert w.model_combo.currentData() == find_model(discover([model_dir]), None).manifest.id
+
+
+def test_the_result_says_how_far_the_models_grad_cam_was_measured_to_point_at_tumours(model_dir):
+    from dataclasses import replace
+
+    from brainmri_desktop.core.packages import discover
+    from brainmri_desktop.ui.main_window import _gradcam_note
+
+    manifest = next(e.manifest for e in discover([model_dir]) if e.ok)
+    cams = {"lgg-flair": {"n": 120, "pointing_game": 0.62}, "br35h": {"n": 70, "pointing_game": 0.74}}
+    good = _gradcam_note(replace(manifest, metrics={"gradcam": cams}))
+    assert "74% of 70 (br35h), 62% of 120 (lgg-flair)" in good and "does not show" not in good
+    bad = _gradcam_note(replace(manifest, metrics={"gradcam": {**cams, "br35h": {"n": 70, "pointing_game": 0.1}}}))
+    assert "10% of 70 (br35h)" in bad and "does not show where a tumour is" in bad

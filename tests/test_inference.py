@@ -79,3 +79,10 @@ def test_default_model_is_the_best_validated_one(model_dir):
     worse = replace(entries[0].manifest, metrics={"validation": {"auc": {"value": 0.6}}})
     picked = find_model([ModelEntry(entries[0].path, "bundled", worse), ModelEntry(entries[1].path, "bundled", better)], None)
     assert picked.manifest is better
+    # a lower AUC wins when only that model's Grad-CAM was measured inside the tumours of every outlined source
+    cams = {"lgg": {"n": 100, "pointing_game": 0.6}, "br35h": {"n": 50, "pointing_game": 0.7}}
+    pointing = replace(worse, metrics={**worse.metrics, "gradcam": cams})
+    half = replace(better, metrics={**better.metrics, "gradcam": {**cams, "br35h": {"n": 50, "pointing_game": 0.2}}})
+    picked = find_model([ModelEntry(entries[0].path, "bundled", pointing), ModelEntry(entries[1].path, "bundled", half)],
+                        None)
+    assert picked.manifest is pointing

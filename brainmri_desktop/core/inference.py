@@ -201,9 +201,19 @@ def validation_auc(manifest: Manifest) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+def gradcam_points_at_tumours(manifest: Manifest, share: float = 0.5) -> bool:
+    """Whether the trainer measured this model's Grad-CAM peak inside the tumour on at least `share` of the outlined
+    validation slices of every source it scored (the pointing game in the model card)."""
+    scores = [v.get("pointing_game") for v in (manifest.metrics.get("gradcam") or {}).values() if isinstance(v, dict)]
+    scores = [v for v in scores if isinstance(v, (int, float))]
+    return bool(scores) and min(scores) >= share
+
+
 def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntry:
-    """The entry with this id, or the default: the bundled model with the best validation AUC its trainer measured
-    (a model's architecture says nothing about how well it was trained), then any usable model."""
+    """The entry with this id, or the default: a bundled model whose Grad-CAM was measured to point at tumours (the
+    window shows that map beside every slice, and a map that points elsewhere misleads the reader), then the best
+    validation AUC its trainer measured (a model's architecture says nothing about how well it was trained), then any
+    usable model."""
     usable = [e for e in entries if e.ok]
     if model_id:
         for e in usable:
@@ -212,5 +222,6 @@ def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntr
         raise ModelPackageError(Path(model_id), "no usable model with this id (see `brainmri models`)")
     if not usable:
         raise ModelPackageError(None, "no usable model package was found")
-    usable.sort(key=lambda e: (e.source != "bundled", -validation_auc(e.manifest), e.manifest.id))
+    usable.sort(key=lambda e: (e.source != "bundled", not gradcam_points_at_tumours(e.manifest),
+                               -validation_auc(e.manifest), e.manifest.id))
     return usable[0]

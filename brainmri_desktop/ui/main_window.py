@@ -18,7 +18,7 @@ from .. import __version__
 from ..core import runtime
 from ..core.demo import ensure_demo_study
 from ..core.errors import BrainMRIError
-from ..core.inference import SliceResult, find_model
+from ..core.inference import SliceResult, find_model, gradcam_points_at_tumours
 from ..core.packages import discover, user_models_dir
 from ..core.preprocess import Preprocessed
 from ..core.report import DISCLAIMER, StudyReport, write_csv, write_pdf
@@ -589,6 +589,7 @@ class MainWindow(QMainWindow):
             f"<p>Decision: {decision}</p>",
             f"<p>Model: {m.name} (id {m.id}, version {m.version}); {self.device_label.text()}; "
             f"last run {self._last_run_seconds:.1f} s</p>",
+            f"<p>{_gradcam_note(m)}</p>",
             f"<p>Reader: {mark.verdict if mark else 'not reviewed'}</p>",
         ]
         return "".join(rows)
@@ -646,3 +647,17 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About BrainMRI", f"<h3>BrainMRI {__version__} ({build_commit()})</h3><p>{DISCLAIMER}</p>"
                                                   f"<p>Models:<br>{models or 'none found'}</p>"
                                                   f"<p>User models folder: {user_models_dir()}</p>")
+
+
+def _gradcam_note(manifest) -> str:
+    """What the trainer measured about this model's Grad-CAM, so that the reader knows how far to trust the map."""
+    cams = {k: v for k, v in (manifest.metrics.get("gradcam") or {}).items()
+            if isinstance(v, dict) and isinstance(v.get("pointing_game"), (int, float))}
+    if not cams:
+        return "Grad-CAM: not measured against tumour outlines; read it as what drove the score, not as a location."
+    shares = ", ".join(f"{v['pointing_game']:.0%} of {v.get('n', '?')} ({k})" for k, v in sorted(cams.items()))
+    note = f"Grad-CAM: its peak lay inside the tumour on {shares} outlined validation slices"
+    if gradcam_points_at_tumours(manifest):
+        return note + "."
+    return note + (" - <b style='color:#e0c040'>for this model the map does not show where a tumour is</b>; "
+                   "read it as what drove the score.")
