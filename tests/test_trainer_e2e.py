@@ -54,9 +54,13 @@ def test_resume_continues_from_the_checkpoint(tiny_data, tmp_path):
     assert _train(tiny_data, run, "--epochs", "1") == 0
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 1
+    first = state["epoch_seconds"]
     assert _train(tiny_data, run, "--epochs", "2", "--resume") == 0
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    # the time reported covers the epochs of both sessions
+    results = json.loads((run / "results.json").read_text())
+    assert results["epoch_seconds"] == pytest.approx(state["epoch_seconds"], abs=0.1) and state["epoch_seconds"] > first
 
 
 def test_missing_class_stops_with_a_clear_message(tmp_path, capsys):

@@ -157,7 +157,8 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         f"Grad-CAM layer `{m['gradcam_layer']}`; weights stored as {m['weights_dtype']}.",
         f"- Initialisation: {m['initialisation']}.",
         f"- Trained {res['epochs_trained']} epochs (best validation AUC at epoch {res['best_epoch']}), "
-        f"{res['train_seconds'] / 60:.0f} min on 2 CPU cores, no GPU.",
+        + (f"{res['epoch_seconds'] / 60:.0f} min of training epochs" if res.get("epoch_seconds")
+           else f"{res['train_seconds'] / 60:.0f} min") + " on 2 CPU cores, no GPU.",
         _supervision_line(cfg),
         f"- Preprocessing: {'; '.join(m['preprocessing']['steps'])}.",
         "",

@@ -239,6 +239,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
 
         class RunState(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.time()
                 if cfg.schedule == "cosine":
                     self.model.optimizer.learning_rate.assign(cosine_lr(stage.lr, epoch - start, cfg.warmup_epochs))
 
@@ -258,6 +259,8 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                         state["stopped"] = True
                         self.model.stop_training = True
                         log(f"early stopping after epoch {epoch + 1}: validation AUC has not improved for {cfg.patience}")
+                # Kept in the checkpoint so that a resumed run reports the epochs of every session, not its own.
+                state["epoch_seconds"] = state.get("epoch_seconds", 0.0) + time.time() - self.started
                 ckpt.save(self.model, state)
 
         callbacks = [RunState()]
@@ -364,7 +367,8 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
     results.update({
         "default_tta": best_k, "tta_comparison": tta_summary,
         "epochs_trained": state["epoch"], "best_epoch": state["best_epoch"],
-        "train_seconds": round(time.time() - t0, 1), "trainer_version": __version__,
+        "train_seconds": round(time.time() - t0, 1), "epoch_seconds": round(state.get("epoch_seconds", 0.0), 1),
+        "trainer_version": __version__,
         "data": summary(prepared.samples), "unreadable": prepared.unreadable,
         "duplicate_groups": {"max_distance": cfg.dedup_distance, "links": prepared.grouping.linked_pairs,
                              "images_merged": prepared.grouping.merged_images},
