@@ -18,6 +18,7 @@ from . import __version__
 from .core import runtime  # noqa: F401 - quietens TensorFlow's start-up logging before it loads
 from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.errors import BrainMRIError
+from .core.inference import pointing_scores
 from .core.io import load_paths
 from .core.packages import discover
 
@@ -36,9 +37,7 @@ def _headline(metrics: dict) -> str:
             value = value.get("value")
         if isinstance(value, (int, float)):
             parts.append(f"{key}={value:.3f}")
-    for source, cam in sorted((metrics.get("gradcam") or {}).items()):
-        if isinstance(cam, dict) and isinstance(cam.get("pointing_game"), (int, float)):
-            parts.append(f"gradcam_in_tumour[{source}]={cam['pointing_game']:.0%}")
+    parts += [f"gradcam_in_tumour[{source}]={cam['pointing_game']:.0%}" for source, cam in pointing_scores(metrics).items()]
     return " ".join(parts) or "-"
 
 

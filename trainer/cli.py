@@ -11,6 +11,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri_desktop.core.errors import BrainMRIError  # noqa: E402
+from brainmri_desktop.core.preprocess import INTENSITY_SCALES  # noqa: E402
 
 from .augment import STRENGTHS  # noqa: E402
 from .config import DataRoot, TrainConfig, read_config  # noqa: E402
@@ -98,7 +99,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-epoch", type=int, dest="steps_per_epoch")
     p.add_argument("--cache-dir", dest="cache_dir")
     p.add_argument("--strip-rim", type=float, dest="strip_rim", help="share of the head diameter stripped from its border")
-    p.add_argument("--intensity-scale", choices=("percentiles", "median"), dest="intensity_scale",
+    p.add_argument("--intensity-scale", choices=INTENSITY_SCALES, dest="intensity_scale",
                    help="map the head's 1st/99th percentiles to 0/1, or its 1st percentile/median to 0/0.5")
     p.add_argument("--lesion-weight", type=float, dest="lesion_weight",
                    help="weight of the auxiliary tumour-location loss on the Grad-CAM layer (0: off)")

@@ -201,11 +201,17 @@ def validation_auc(manifest: Manifest) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+def pointing_scores(metrics: dict) -> dict[str, dict]:
+    """The Grad-CAM pointing game the trainer measured, by source: {source: {"n": slices, "pointing_game": share}},
+    only the sources with a figure."""
+    return {source: v for source, v in sorted((metrics.get("gradcam") or {}).items())
+            if isinstance(v, dict) and isinstance(v.get("pointing_game"), (int, float))}
+
+
 def gradcam_points_at_tumours(manifest: Manifest, share: float = 0.5) -> bool:
     """Whether the trainer measured this model's Grad-CAM peak inside the tumour on at least `share` of the outlined
     validation slices of every source it scored (the pointing game in the model card)."""
-    scores = [v.get("pointing_game") for v in (manifest.metrics.get("gradcam") or {}).values() if isinstance(v, dict)]
-    scores = [v for v in scores if isinstance(v, (int, float))]
+    scores = [v["pointing_game"] for v in pointing_scores(manifest.metrics).values()]
     return bool(scores) and min(scores) >= share
 
 

@@ -18,7 +18,7 @@ from .. import __version__
 from ..core import runtime
 from ..core.demo import ensure_demo_study
 from ..core.errors import BrainMRIError
-from ..core.inference import SliceResult, find_model, gradcam_points_at_tumours
+from ..core.inference import SliceResult, find_model, gradcam_points_at_tumours, pointing_scores
 from ..core.packages import discover, user_models_dir
 from ..core.preprocess import Preprocessed
 from ..core.report import DISCLAIMER, StudyReport, write_csv, write_pdf
@@ -651,11 +651,10 @@ class MainWindow(QMainWindow):
 
 def _gradcam_note(manifest) -> str:
     """What the trainer measured about this model's Grad-CAM, so that the reader knows how far to trust the map."""
-    cams = {k: v for k, v in (manifest.metrics.get("gradcam") or {}).items()
-            if isinstance(v, dict) and isinstance(v.get("pointing_game"), (int, float))}
+    cams = pointing_scores(manifest.metrics)
     if not cams:
         return "Grad-CAM: not measured against tumour outlines; read it as what drove the score, not as a location."
-    shares = ", ".join(f"{v['pointing_game']:.0%} of {v.get('n', '?')} ({k})" for k, v in sorted(cams.items()))
+    shares = ", ".join(f"{v['pointing_game']:.0%} of {v.get('n', '?')} ({k})" for k, v in cams.items())
     note = f"Grad-CAM: its peak lay inside the tumour on {shares} outlined validation slices"
     if gradcam_points_at_tumours(manifest):
         return note + "."
