@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[train,test]"
+	$(BIN)/python -m pip install -q -e ".[train,test,jax]"
 	touch $(STAMP)
 
 install: $(STAMP)
