@@ -30,6 +30,25 @@ class SeriesInfo:
     modality: str = ""
     study_description: str = ""
     study_date: str = ""
+    study_uid: str = ""
+    number: int | None = None  # SeriesNumber, for ordering series the way the scanner did
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How the slice was made, as far as its headers say (nothing identifying). The scope guard and the patient
+    coordinates read it; inputs without headers (PNG, JPEG) have none."""
+
+    orientation: tuple[float, float, float, float, float, float] | None = None  # ImageOrientationPatient
+    image_position: tuple[float, float, float] | None = None  # ImagePositionPatient of the first pixel, mm
+    image_type: tuple[str, ...] = ()  # ImageType values, upper case (ORIGINAL/DERIVED, PRIMARY, DIFFUSION, ...)
+    b_value: float | None = None  # DiffusionBValue or a maker's private equivalent
+    scanning_sequence: tuple[str, ...] = ()  # ScanningSequence (SE, GR, IR, EP, ...)
+    sequence_variant: tuple[str, ...] = ()
+    sequence_name: str = ""
+    mr_acquisition_type: str = ""  # 2D / 3D
+    sop_class_uid: str = ""
+    slice_thickness: float | None = None
 
 
 @dataclass(eq=False)
@@ -48,6 +67,7 @@ class Slice:
     instance: int | None = None
     pixel_spacing: tuple[float, float] | None = None
     series: SeriesInfo | None = None
+    acquisition: Acquisition | None = None
     patient: PatientInfo = field(default_factory=PatientInfo, repr=False)
 
     @property
