@@ -3,12 +3,14 @@
 Layouts recognised (in this order): per-patient folders with `<slice>_mask.png` (label = mask not empty; LGG),
 `Training/` + `Testing/` with glioma/meningioma/pituitary/notumor (collapsed to tumour / no tumour), `yes/` + `no/`
 (either may be absent, as in Br35H's tumour slices), `<class>/` folders with a mapping, or one label for every image.
-VGG Image Annotator JSON files in an `outlines/` folder give tumour polygons by file name.
+VGG Image Annotator JSON files in an `outlines/` folder give tumour outlines by file name: every region of an entry,
+drawn as a polygon, an ellipse or a circle.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,38 @@ class Sample:
     source: str
     patient: str | None = None
     mask: Path | None = None
-    outline: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # polygon xs, ys in image pixels
+    outline: tuple[tuple, ...] | None = None  # VIA regions in image pixels (see _region); together they are the tumour
+
+
+def _region(shape: dict) -> tuple | None:
+    """One VIA region as a hashable tuple: ("polygon", xs, ys), ("ellipse", cx, cy, rx, ry, theta in radians) or
+    ("circle", cx, cy, r); None for a shape that encloses nothing."""
+    kind = shape.get("name")
+    try:
+        if kind == "polygon" and len(shape.get("all_points_x", [])) >= 3:
+            xs, ys = tuple(map(float, shape["all_points_x"])), tuple(map(float, shape["all_points_y"]))
+            return ("polygon", xs, ys) if len(xs) == len(ys) else None
+        if kind == "ellipse" and float(shape["rx"]) > 0 and float(shape["ry"]) > 0:
+            return ("ellipse", *(float(shape[k]) for k in ("cx", "cy", "rx", "ry")), float(shape.get("theta", 0.0)))
+        if kind == "circle" and float(shape["r"]) > 0:
+            return ("circle", float(shape["cx"]), float(shape["cy"]), float(shape["r"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def draw_outline(regions: tuple[tuple, ...], shape: tuple[int, int]) -> np.ndarray:
+    """The union of the regions, filled, on an image grid of `shape` (bool)."""
+    m = np.zeros(shape, np.uint8)
+    for kind, *p in regions:
+        if kind == "polygon":
+            cv2.fillPoly(m, [np.round(np.stack(p, axis=1)).astype(np.int32)], 1)
+        elif kind == "ellipse":
+            # VIA rotates by theta radians in image coordinates (y down), as cv2's angle in degrees does.
+            cv2.ellipse(m, ((p[0], p[1]), (2 * p[2], 2 * p[3]), math.degrees(p[4])), 1, -1)
+        else:
+            cv2.circle(m, (round(p[0]), round(p[1])), max(1, round(p[2])), 1, -1)
+    return m > 0
 
 
 def tumour_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
@@ -39,10 +72,7 @@ def tumour_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
         m = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
         return None if m is None or m.shape != shape else m > 0
     if sample.outline is not None:
-        m = np.zeros(shape, np.uint8)
-        pts = np.stack([np.asarray(sample.outline[0]), np.asarray(sample.outline[1])], axis=1).astype(np.int32)
-        cv2.fillPoly(m, [pts], 1)
-        return m > 0
+        return draw_outline(sample.outline, shape)
     return None
 
 
@@ -57,15 +87,24 @@ def _images(folder: Path) -> list[Path]:
     )
 
 
-def _outlines(root: Path) -> dict[str, tuple]:
-    out: dict[str, tuple] = {}
+def _outlines(root: Path) -> dict[str, tuple[tuple, ...]]:
+    """Every region of every entry of the VIA files, by image file name (entries of one name across files add up)."""
+    out: dict[str, tuple[tuple, ...]] = {}
     for file in sorted((root / "outlines").glob("*.json")) if (root / "outlines").is_dir() else []:
-        for entry in json.loads(file.read_text(encoding="utf-8")).values():
-            for region in entry.get("regions", []):
-                shape = region.get("shape_attributes", {})
-                if shape.get("name") == "polygon" and len(shape.get("all_points_x", [])) >= 3:
-                    out[entry["filename"]] = (tuple(shape["all_points_x"]), tuple(shape["all_points_y"]))
-                    break
+        try:
+            entries = json.loads(file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"{file}: not a VGG Image Annotator JSON file ({exc})") from None
+        for entry in entries.values() if isinstance(entries, dict) else []:
+            if not isinstance(entry, dict) or "filename" not in entry:
+                continue
+            regions = entry.get("regions", [])
+            # VIA 1.x stored regions as a dict keyed "0", "1", ...; 2.x as a list.
+            regions = regions.values() if isinstance(regions, dict) else regions
+            shapes = (reg.get("shape_attributes", {}) if isinstance(reg, dict) else {} for reg in regions)
+            found = tuple(r for r in map(_region, shapes) if r is not None)
+            if found:
+                out[entry["filename"]] = out.get(entry["filename"], ()) + found
     return out
 
 

@@ -72,7 +72,7 @@ class Cache:
         return mask
 
 
-CACHE_FORMAT = 3  # bump when the cache's contents change
+CACHE_FORMAT = 4  # bump when the cache's contents change (4: masks from every region of every VIA shape)
 
 
 def _key(samples: list[Sample], spec: PreprocessSpec) -> str:
