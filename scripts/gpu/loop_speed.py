@@ -1,0 +1,51 @@
+"""Images per second of the whole training loop (input pipeline, augmentation and training step) on generated data.
+
+    KERAS_BACKEND=jax python scripts/gpu/loop_speed.py --arch resnet50 --size 112 --batch 16 --steps 30
+
+Prints one JSON line; the first epoch (compilation) is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default="cnn")
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--augment", default="heavy")
+    args = p.parse_args()
+    import keras
+
+    from trainer.architectures import ArchConfig, build
+    from trainer.augment import build_augmenter
+    from trainer.config import TrainConfig
+    from trainer.dataset import make_sequence
+    from trainer.train import Stage, compile_model
+
+    rng = np.random.default_rng(0)
+    n = args.batch * args.steps
+    images = rng.integers(0, 255, (n, args.size, args.size), dtype=np.uint8)
+    labels = rng.integers(0, 2, n)
+    model = build(ArchConfig(arch=args.arch))
+    compile_model(model, Stage("all", 1, args.size, 1e-3, "adam", "all"), TrainConfig())
+    norm = "resnet50" if args.arch == "resnet50" else "unit"
+    seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size, norm,
+                        build_augmenter(args.augment), shuffle=True)
+    model.fit(seq, epochs=1, steps_per_epoch=2, verbose=0)  # compilation
+    t0 = time.perf_counter()
+    model.fit(seq, epochs=1, verbose=0)
+    dt = time.perf_counter() - t0
+    print(json.dumps({"backend": keras.backend.backend(), "arch": args.arch, "size": args.size, "batch": args.batch,
+                      "steps": len(seq), "seconds": round(dt, 2), "images_per_second": round(len(seq) * args.batch / dt, 1)}))
+
+
+if __name__ == "__main__":
+    main()
