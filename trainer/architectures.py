@@ -12,6 +12,11 @@ from dataclasses import dataclass
 GRADCAM_LAYERS = {"cnn": "block3_relu", "resnet50": "conv5_block3_out"}
 
 
+def gradcam_layer(arch: str, chosen: str | None = None) -> str:
+    """The layer Grad-CAM reads and the lesion head sits on: the chosen one, else the architecture's default."""
+    return chosen or GRADCAM_LAYERS[arch]
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     arch: str = "cnn"
@@ -105,8 +110,8 @@ def build(cfg: ArchConfig):
     raise ValueError(f"unknown architecture {cfg.arch!r}")
 
 
-def with_lesion_head(model, arch: str):
-    """The model with a second output for training: a 1x1 convolution on the Grad-CAM layer that predicts, per cell,
+def with_lesion_head(model, layer: str):
+    """The model with a second output for training: a 1x1 convolution on the Grad-CAM `layer` that predicts, per cell,
     whether it lies in the tumour (logits). It shares every layer with `model`, which stays the classifier that is
     exported; the head is dropped with the training graph. It asks the Grad-CAM layer's features to carry the
     tumour's location, not only whatever else tells the classes (or the sources) apart."""
@@ -115,7 +120,7 @@ def with_lesion_head(model, arch: str):
     try:
         lesion = model.get_layer("lesion").output  # the model's own evidence map, when it has one
     except ValueError:
-        lesion = keras.layers.Conv2D(1, 1, name="lesion")(model.get_layer(GRADCAM_LAYERS[arch]).output)
+        lesion = keras.layers.Conv2D(1, 1, name="lesion")(model.get_layer(layer).output)
     return keras.Model(model.input, {"prob": model.output, "lesion": lesion}, name=f"{model.name}_with_lesion_head")
 
 
@@ -137,3 +142,29 @@ def backbone_layer_names(model) -> list[str]:
             break
         names.append(layer.name)
     return names
+
+
+def load_weights_by_name(model, source) -> int:
+    """Copy the weights of a model package or run folder (`model.keras`) into `model`, layer by layer where the name
+    and the weight shapes match; returns how many layers were copied. Raises ValueError when none match."""
+    from pathlib import Path
+
+    import keras
+
+    from brainmri_desktop.core.packages import load_keras_model, read_package
+
+    source = Path(source)
+    if (source / "model.keras").is_file():
+        donor = keras.models.load_model(source / "model.keras", compile=False, safe_mode=True)
+    else:
+        donor = load_keras_model(source, read_package(source))
+    weights = {layer.name: layer.get_weights() for layer in donor.layers if layer.weights}
+    copied = 0
+    for layer in model.layers:
+        given = weights.get(layer.name)
+        if given and [w.shape for w in given] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(given)
+            copied += 1
+    if not copied:
+        raise ValueError(f"{source}: no layer of its model matches this architecture by name and shape")
+    return copied

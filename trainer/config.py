@@ -45,6 +45,12 @@ class TrainConfig:
     # Weight of the auxiliary lesion loss (tumour masks and outlines on the Grad-CAM layer); 0 trains without it.
     lesion_weight: float = 0.0
     lesion_evidence: bool = False  # the classifier's logit also reads the peak of that tumour map (ArchConfig)
+    # The layer Grad-CAM reads (written into the package) and the lesion loss supervises; None: the architecture's last
+    # convolutional block (GRADCAM_LAYERS). A finer one (ResNet50 conv4_block6_out: 7x7 cells at 112 px) can point
+    # where a 4x4 grid cannot.
+    gradcam_layer: str | None = None
+    # A model package or run folder whose weights start the run, copied layer by layer where names and shapes match.
+    init_from: str | None = None
     class_weights: bool = True
     dedup_distance: int = 4
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -112,5 +118,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("schedule must be plateau or cosine")
     if cfg.lesion_weight < 0:
         raise ValueError("lesion_weight must be 0 or more")
+    if cfg.lesion_evidence and cfg.gradcam_layer is not None:
+        raise ValueError("lesion_evidence reads the architecture's last block; it cannot be combined with gradcam_layer")
     if not cfg.data:
         raise ValueError("no data roots given (--data DIR or [[data]] in the config)")

@@ -13,7 +13,7 @@ from brainmri_desktop.core.packages import user_models_dir, write_package
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
 from . import __version__
-from .architectures import GRADCAM_LAYERS
+from .architectures import gradcam_layer
 
 NAMES = {"cnn": "Custom CNN (32-64-128)", "resnet50": "ResNet50, dual-branch head"}
 
@@ -33,12 +33,14 @@ def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | No
     weights = cfg.get("backbone_weights", "random")
     init = ("random initialisation, trained from scratch" if weights == "random" or arch == "cnn"
             else f"backbone from {weights} weights, two-phase fine-tuning")
+    if cfg.get("init_from"):
+        init = f"the weights of {Path(cfg['init_from']).name} (copied layer by layer), then trained further"
     return Manifest(
         id=model_id or f"{arch}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
         name=name or NAMES[arch],
         architecture=arch,
         preprocessing=PreprocessSpec.from_dict(res["preprocessing"]),
-        gradcam_layer=GRADCAM_LAYERS[arch],
+        gradcam_layer=gradcam_layer(arch, cfg.get("gradcam_layer")),
         temperature=float(res["temperature"]),
         logit_bias=float(res.get("logit_bias", 0.0)),
         threshold=_point(res["threshold"], "youden_j", data),

@@ -7,9 +7,9 @@ writes the last weights, the optimizer state and the run state, so `--resume` co
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,17 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from brainmri_desktop.core.augment import TTA_ORDER, apply_tta
+from brainmri_desktop.core.atomic import atomic_write_bytes, atomic_write_text
 from brainmri_desktop.core.inference import logit_function, run_logits
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
 from . import __version__
-from .architectures import ArchConfig, backbone_layer_names, build, lesion_loss, with_lesion_head
+from .architectures import (ArchConfig, backbone_layer_names, build, gradcam_layer, lesion_loss, load_weights_by_name,
+                            with_lesion_head)
 from .augment import build_augmenter
 from .calibrate import (Calibration, calibrated, expected_calibration_error, fit_calibration, fit_temperature,
                         sensitivity_threshold, youden_threshold)
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, LesionTargets, build_cache, make_sequence
+from .train_graph import float32_copy, keep_outputs_float32, precision, uint8_trainee
 from .dedup import Grouping, group_samples
 from .metrics import with_intervals
 from .splits import Split, split_groups
@@ -171,12 +174,10 @@ class _Checkpoints:
 
     def save(self, model, state: dict) -> None:
         model.save_weights(self.dir / "last.weights.h5")
-        opt = [np.asarray(v) for v in model.optimizer.variables]
-        np.savez(self.dir / "optimizer.tmp.npz", *opt)
-        os.replace(self.dir / "optimizer.tmp.npz", self.dir / "optimizer.npz")
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
+        buffer = io.BytesIO()
+        np.savez(buffer, *[np.asarray(v) for v in model.optimizer.variables])
+        atomic_write_bytes(self.dir / "optimizer.npz", buffer.getvalue())
+        atomic_write_text(self.state_file, json.dumps(state, indent=1))
 
     def restore_optimizer(self, model) -> None:
         path = self.dir / "optimizer.npz"
@@ -201,9 +202,11 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     state = state or {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "wait": 0, "history": [], "stopped": False}
     model = build(ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
                              lesion_evidence=cfg.lesion_evidence))
+    if cfg.init_from:  # a resumed run then loads its own checkpoint over these
+        log(f"{load_weights_by_name(model, cfg.init_from)} layers start from {cfg.init_from}")
     # With lesion guidance the graph that trains has a second output; `model` shares its layers and is returned.
     guided = cfg.lesion_weight > 0
-    trainee = with_lesion_head(model, cfg.arch) if guided else model
+    trainee = with_lesion_head(model, gradcam_layer(cfg.arch, cfg.gradcam_layer)) if guided else model
     monitor = "val_prob_auc" if guided else "val_auc"
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     weights = sample_weights(cfg, prepared, train_idx)
