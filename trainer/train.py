@@ -7,9 +7,9 @@ writes the last weights, the optimizer state and the run state, so `--resume` co
 
 from __future__ import annotations
 
-import io
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from brainmri_desktop.core.augment import TTA_ORDER, apply_tta
-from brainmri_desktop.core.atomic import atomic_write_bytes, atomic_write_text
 from brainmri_desktop.core.inference import logit_function, run_logits
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
@@ -30,7 +29,6 @@ from .calibrate import (Calibration, calibrated, expected_calibration_error, fit
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, LesionTargets, build_cache, make_sequence
-from .train_graph import float32_copy, keep_outputs_float32, precision, uint8_trainee
 from .dedup import Grouping, group_samples
 from .metrics import with_intervals
 from .splits import Split, split_groups
@@ -174,10 +172,12 @@ class _Checkpoints:
 
     def save(self, model, state: dict) -> None:
         model.save_weights(self.dir / "last.weights.h5")
-        buffer = io.BytesIO()
-        np.savez(buffer, *[np.asarray(v) for v in model.optimizer.variables])
-        atomic_write_bytes(self.dir / "optimizer.npz", buffer.getvalue())
-        atomic_write_text(self.state_file, json.dumps(state, indent=1))
+        opt = [np.asarray(v) for v in model.optimizer.variables]
+        np.savez(self.dir / "optimizer.tmp.npz", *opt)
+        os.replace(self.dir / "optimizer.tmp.npz", self.dir / "optimizer.npz")
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.state_file)
 
     def restore_optimizer(self, model) -> None:
         path = self.dir / "optimizer.npz"
