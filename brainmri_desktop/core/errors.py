@@ -35,3 +35,9 @@ class CancelledError(BrainMRIError):
 
     def __init__(self) -> None:
         super().__init__(None, "cancelled")
+
+
+class PacsError(BrainMRIError):
+    """A DICOM server that cannot be reached, is too slow, refuses the credentials, answers something unusable, or
+    a local cache that cannot be written. `path` is the server's URL without credentials (or the cache folder);
+    nothing is left half-written."""
