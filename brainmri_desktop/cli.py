@@ -17,16 +17,34 @@ from pathlib import Path
 from . import __version__
 from .core import runtime  # noqa: F401 - quietens TensorFlow's start-up logging before it loads
 from .core.atomic import atomic_write_bytes, atomic_write_text
+from .core.augment import MAX_TTA
 from .core.errors import BrainMRIError
-from .core.inference import pointing_scores
 from .core.io import load_paths
+from .core.model_choice import pointing_scores
 from .core.packages import discover
+from .core.wording import DISCLAIMER
 
 CSV_COLUMNS = [
     "path", "frame", "model_id", "probability", "threshold", "flagged", "second_look",
     "tta_std", "augmentations", "cam_path", "error",
 ]
-DISCLAIMER = "BrainMRI is a triage aid, not a diagnosis: every result needs review by a qualified reader."
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A command-line mistake is one line and exit status 2, not a usage block (`--help` still shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def tta_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= MAX_TTA:
+        raise argparse.ArgumentTypeError(f"{count} is outside 1-{MAX_TTA}")
+    return count
 
 
 def _headline(metrics: dict) -> str:
@@ -64,62 +82,59 @@ def _cam_name(path: Path, frame: int) -> str:
     return f"{stem}_{tag}_f{frame}.npy"
 
 
-def _write_cams(model, inputs, slices, cam_dir: Path) -> list[str]:
+def _save_cam(target: Path, heat) -> str:
     import numpy as np
 
-    from .core.gradcam import GradCAM
-
-    cam_dir.mkdir(parents=True, exist_ok=True)
-    cam = GradCAM(model)
-    paths = []
-    for start in range(0, len(inputs), 16):
-        for i, heat in enumerate(cam.slice_maps(inputs[start : start + 16]), start):
-            target = cam_dir / _cam_name(slices[i].path, slices[i].frame)
-            buffer = io.BytesIO()
-            np.save(buffer, heat.astype(np.float32))
-            atomic_write_bytes(target, buffer.getvalue())
-            paths.append(str(target))
-    return paths
+    buffer = io.BytesIO()
+    np.save(buffer, heat.astype(np.float32))
+    atomic_write_bytes(target, buffer.getvalue())
+    return str(target)
 
 
-def _csv_text(model, slices, results, cam_paths, errors) -> str:
+def _csv_text(session, cam_paths: dict[int, str], errors) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
-    for s, r, cam_path in zip(slices, results, cam_paths):
+    model_id, threshold = session.manifest.id, session.point.threshold
+    for i, d in session.decisions().items():
+        s, r = session.slices[i], session.results[i]
         writer.writerow({
-            "path": str(s.path), "frame": s.frame, "model_id": model.id,
-            "probability": f"{r.probability:.6f}", "threshold": f"{r.threshold:.6f}",
-            "flagged": int(r.flagged), "second_look": int(r.second_look), "tta_std": f"{r.tta_std:.6f}",
-            "augmentations": r.augmentations, "cam_path": cam_path, "error": "",
+            "path": str(s.path), "frame": s.frame, "model_id": model_id,
+            "probability": f"{r.probability:.6f}", "threshold": f"{threshold:.6f}",
+            "flagged": int(d.flagged), "second_look": int(d.second_look), "tta_std": f"{r.tta_std:.6f}",
+            "augmentations": r.augmentations, "cam_path": cam_paths.get(i, ""), "error": "",
         })
     for err in errors:
-        writer.writerow({"path": err.path, "frame": 0, "model_id": model.id, "error": err.reason})
+        writer.writerow({"path": err.path, "frame": 0, "model_id": model_id, "error": err.reason})
+    for i, reason in session.errors.items():
+        writer.writerow({"path": str(session.slices[i].path), "frame": session.slices[i].frame, "model_id": model_id,
+                         "error": reason})
     return out.getvalue()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.inference import LoadedModel, TTAConfig, find_model, predict
-    from .core.preprocess import preprocess_slice
+    from .core.inference import LoadedModel, TTAConfig
+    from .core.model_choice import find_model
+    from .core.session import Session, Threshold
 
-    try:
-        entry = find_model(discover(args.models_dir), args.model)
-        model = LoadedModel.load(entry)
-    except BrainMRIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    entry = find_model(discover(args.models_dir), args.model)
+    model = LoadedModel.load(entry)
     report = load_paths(args.paths)
     for err in report.errors:
         print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
-    slices = report.slices
-    spec = model.manifest.preprocessing
-    inputs = [preprocess_slice(s, spec) for s in slices]
+    session = Session(report.slices)
+    session.threshold = Threshold.HIGH_SENSITIVITY if args.high_sensitivity else Threshold.DEFAULT
+    session.start(model.manifest)
     tta = TTAConfig(count=args.tta or model.manifest.default_tta, adaptive=not args.full_tta)
-    point = model.manifest.operating_point(args.high_sensitivity)
-    results = predict(model, inputs, tta=tta, point=point)
+    cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    cam_paths: dict[int, str] = {}
     try:
-        cam_paths = _write_cams(model, inputs, slices, Path(args.cam_dir)) if args.cam_dir else [""] * len(slices)
-        text = _csv_text(model, slices, results, cam_paths, report.errors)
+        for chunk in session.triage(model, tta, explain=(lambda i, s: True) if cam_dir else None):
+            session.accept(chunk)
+            for i, heat in chunk.cams.items():  # written as they come, so a long study's maps never pile up
+                cam_paths[i] = _save_cam(cam_dir / _cam_name(session.slices[i].path, session.slices[i].frame), heat)
+            session.cams.clear()
+        text = _csv_text(session, cam_paths, report.errors)
         if args.out:
             atomic_write_text(Path(args.out), text)
         else:
@@ -128,14 +143,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {exc.filename or args.out or args.cam_dir} could not be written: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
-    flagged = sum(r.flagged for r in results)
-    print(f"{len(results)} slices, {flagged} flagged by {model.id} ({runtime.device_description()}); "
-          f"{len(report.errors)} inputs unreadable. {DISCLAIMER}", file=sys.stderr)
-    return 0 if slices else 1
+    print(f"{len(session.results)} slices, {len(session.flagged())} flagged by {model.id} "
+          f"({runtime.device_description()}); {len(report.errors) + len(session.errors)} inputs unreadable. "
+          f"{DISCLAIMER}", file=sys.stderr)
+    return 0 if session.results else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="brainmri", description=f"Brain MRI tumour triage. {DISCLAIMER}")
+    parser = OneLineParser(prog="brainmri", description=f"Brain MRI tumour triage. {DISCLAIMER}")
     parser.add_argument("--version", action="version", version=f"brainmri {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--models-dir", action="append", type=Path, default=[],
@@ -144,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", parents=[common], help="list every model package found").set_defaults(func=cmd_models)
     p = sub.add_parser("predict", parents=[common], help="triage images, DICOM files and folders")
     p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--model", help="model id (default: the bundled ResNet50, else the first usable model)")
-    p.add_argument("--tta", type=int, help="test-time augmentations, 1-8 (default: the model's)")
+    p.add_argument("--model", help="model id (default: the bundled model whose Grad-CAM was measured to point at "
+                                   "tumours, then the best validation AUC; `brainmri models` lists them)")
+    p.add_argument("--tta", type=tta_count, help=f"test-time augmentations, 1-{MAX_TTA} (default: the model's)")
     p.add_argument("--full-tta", action="store_true", help="augment every slice, not only those near the threshold")
     p.add_argument("--high-sensitivity", action="store_true", help="use the model's high-sensitivity operating point")
     p.add_argument("--cam-dir", type=Path, help="save each slice's Grad-CAM map here as float32 .npy")
@@ -157,7 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrainMRIError as exc:  # a model that cannot be found or loaded, a file the core refused
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -58,11 +58,11 @@ def self_test(models_dirs=None) -> int:
 
     from .core import runtime
     from .core.demo import head_image, write_series
-    from .core.gradcam import GradCAM
-    from .core.inference import LoadedModel, predict
+    from .core.inference import LoadedModel
     from .core.io import load_paths
     from .core.packages import discover
     from .core.preprocess import preprocess_slice, preprocess_values
+    from .core.session import triage_chunks
 
     print(version_line(models_dirs))
     print(f"device: {runtime.device_description()}")
@@ -79,11 +79,13 @@ def self_test(models_dirs=None) -> int:
             try:
                 model = LoadedModel.load(entry)
                 spec = model.manifest.preprocessing
-                inputs = [preprocess_values(head_image(120, 100, tumour=(50, 55, 9)), None, spec)]
-                inputs += [preprocess_slice(s, spec) for s in slices]
-                results = predict(model, inputs)
-                cams = GradCAM(model).slice_maps(inputs)
-                ok = all(0 <= r.probability <= 1 for r in results) and all(
+                # a bare pixel array first (a non-square head), then the DICOM series, through the one triage path
+                items = [head_image(120, 100, tumour=(50, 55, 9))] + slices
+                chunks = list(triage_chunks(model, items, explain=lambda i, item: True, prepare=lambda item: (
+                    preprocess_values(item, None, spec) if isinstance(item, np.ndarray) else preprocess_slice(item, spec))))
+                results = [r for c in chunks for r in c.results.values()]
+                cams = [m for c in chunks for m in c.cams.values()]
+                ok = len(results) == len(cams) == len(items) and all(0 <= r.probability <= 1 for r in results) and all(
                     np.isfinite(c).all() and c.min() >= 0 and c.max() <= 1 for c in cams)
                 print(f"{entry.manifest.id}: " + ", ".join(f"{r.probability:.3f}" for r in results)
                       + f" (threshold {model.manifest.threshold.threshold:.3f}); Grad-CAM maps "

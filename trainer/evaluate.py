@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from brainmri_desktop.core.errors import BrainMRIError
+from brainmri_desktop.core.atomic import atomic_write_text
 from brainmri_desktop.core.gradcam import GradCAM
-from brainmri_desktop.core.inference import LoadedModel, TTAConfig, predict
+from brainmri_desktop.core.inference import LoadedModel, TTAConfig
 from brainmri_desktop.core.packages import ModelEntry, read_package
+from brainmri_desktop.core.session import triage_chunks
 
 from .calibrate import expected_calibration_error
 from .config import TrainConfig
@@ -40,34 +41,26 @@ def explanation_scores(cams: list[np.ndarray], masks: list[np.ndarray]) -> dict:
 
 def evaluate_samples(model: LoadedModel, samples: list[Sample], tta: int = 1, gradcam: bool = True,
                      batch: int = 64) -> dict:
-    """Predictions for every readable sample; Grad-CAM scores for tumour samples with a mask or an outline."""
+    """Predictions for every readable sample; Grad-CAM scores for tumour samples with a mask or an outline. Through
+    the application's own triage path, with every view of the TTA on every sample (no adaptive saving here)."""
     probs, labels, sources, kept, errors, heads = [], [], [], [], [], []
     cams_by_source: dict[str, tuple[list, list]] = {}
-    cam = GradCAM(model) if gradcam else None
-    for start in range(0, len(samples), batch):
-        chunk, inputs = [], []
-        for s in samples[start : start + batch]:
-            try:
-                inputs.append(preprocess_sample(s, model.manifest.preprocessing))
-                chunk.append(s)
-            except BrainMRIError as exc:
-                errors.append([str(exc.path), exc.reason])
-        if not inputs:
-            continue
-        results = predict(model, inputs, TTAConfig(count=tta, adaptive=False))
-        probs += [r.probability for r in results]
-        labels += [s.label for s in chunk]
-        sources += [s.source for s in chunk]
-        kept += chunk
-        heads += [p.head_fraction for p in inputs]
-        if cam is not None:
-            pos = [k for k, s in enumerate(chunk) if s.label == 1 and (s.mask is not None or s.outline is not None)]
-            if pos:
-                maps = cam.slice_maps([inputs[k] for k in pos])
-                for k, m in zip(pos, maps):
-                    cams, masks = cams_by_source.setdefault(chunk[k].source, ([], []))
-                    cams.append(m)
-                    masks.append(tumour_mask(chunk[k], m.shape))
+    spec = model.manifest.preprocessing
+    outlined = (lambda i, s: s.label == 1 and (s.mask is not None or s.outline is not None)) if gradcam else None
+    for chunk in triage_chunks(model, samples, TTAConfig(count=tta, adaptive=False), chunk=batch,
+                               prepare=lambda s: preprocess_sample(s, spec), explain=outlined):
+        errors += [[str(samples[i].path), reason] for i, reason in chunk.errors.items()]
+        for i, r in chunk.results.items():
+            s = samples[i]
+            probs.append(r.probability)
+            labels.append(s.label)
+            sources.append(s.source)
+            kept.append(s)
+            heads.append(r.head_fraction)
+        for i, m in chunk.cams.items():
+            cams, masks = cams_by_source.setdefault(samples[i].source, ([], []))
+            cams.append(m)
+            masks.append(tumour_mask(samples[i], m.shape))
     return {"probs": np.array(probs), "labels": np.array(labels), "sources": np.array(sources), "samples": kept,
             "head_fraction": np.array(heads), "errors": errors,
             "explanations": {src: explanation_scores(*v) for src, v in cams_by_source.items()}}
@@ -99,7 +92,7 @@ def evaluate_package(package: Path, cfg: TrainConfig, out: Path, tta: int | None
         res["by_source"][s] = with_intervals(p[src == s], y[src == s], t)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(res, indent=2))
+    atomic_write_text(out / "evaluation.json", json.dumps(res, indent=2))
     roc(p, y, out / "roc.png")
     reliability(p, y, out / "reliability.png")
     confusion(p, y, t, out / "confusion.png")

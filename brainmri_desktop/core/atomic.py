@@ -1,10 +1,18 @@
-"""Writing files so that a crash or a full disk never leaves a half-written one: temporary file, flush, rename."""
+"""Writing files and folders so that a crash or a full disk never leaves a half-written one: temporary file (or
+folder), flush to disk, rename."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+
+def _write_synced(f, data: bytes) -> None:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -13,9 +21,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_synced(f, data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -28,3 +34,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_folder(target: Path, contents: dict[str, bytes]) -> None:
+    """A folder holding exactly `contents` (file name -> bytes), replacing any folder there: everything is written to
+    a temporary folder beside the target, then renamed into place, so a reader sees the old folder or the new one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model package is meant to be read by every user of the machine
+    try:
+        for name, data in contents.items():
+            with open(tmp / name, "wb") as f:
+                _write_synced(f, data)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

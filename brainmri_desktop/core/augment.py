@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 TTA_ORDER = ("identity", "hflip", "rotate+7", "rotate-7", "zoom1.08", "zoom0.93", "gamma0.85", "gamma1.15")
+MAX_TTA = len(TTA_ORDER)  # the one limit on test-time views: the window, the command line and manifests follow it
 
 
 def _affine(image: np.ndarray, angle: float, scale: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Batched prediction with test-time augmentation, temperature scaling and the decision threshold.
+"""Batched prediction with test-time augmentation and temperature scaling.
 
 Augmented logits are averaged in logit space, calibrated (temperature and bias), then turned into a probability.
 Adaptive TTA spends the extra augmentations only on slices whose first (identity) logit lies near the threshold:
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .augment import TTA_ORDER, apply_tta
+from .augment import MAX_TTA, TTA_ORDER, apply_tta
 from .errors import CancelledError, ModelPackageError
 from .manifest import Manifest, OperatingPoint
+from .model_choice import find_model  # noqa: F401 - its old home; tests/test_trainer_e2e.py imports it from here
 from .packages import ModelEntry, load_keras_model
-from .preprocess import Preprocessed, to_model_input
-
-NO_HEAD_FRACTION = 0.01
+from .preprocess import Preprocessed, has_head, to_model_input
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -38,8 +36,8 @@ class TTAConfig:
     margin: float = 2.0  # in calibrated-logit units around the threshold; 2.0 is roughly p in [0.12, 0.88] at t=0.5
 
     def __post_init__(self) -> None:
-        if not 1 <= self.count <= len(TTA_ORDER):
-            raise ValueError(f"TTA count must be between 1 and {len(TTA_ORDER)}")
+        if not 1 <= self.count <= MAX_TTA:
+            raise ValueError(f"TTA count must be between 1 and {MAX_TTA}")
 
     @property
     def transforms(self) -> tuple[str, ...]:
@@ -48,27 +46,19 @@ class TTAConfig:
 
 @dataclass(frozen=True)
 class SliceResult:
+    """What the model said about one slice. No decision: flagging is the operating point's (core.session.decide)."""
+
     index: int
     probability: float  # calibrated; the mean of the augmented logits, through the temperature
     tta_std: float  # spread of the calibrated probabilities across the augmentations used
     p_low: float
     p_high: float
     augmentations: int
-    threshold: float
     head_fraction: float
 
     @property
-    def flagged(self) -> bool:
-        return self.probability >= self.threshold
-
-    @property
-    def second_look(self) -> bool:
-        """The augmentations disagree about the side of the threshold: no confident answer either way."""
-        return self.p_low < self.threshold <= self.p_high
-
-    @property
     def no_head(self) -> bool:
-        return self.head_fraction < NO_HEAD_FRACTION
+        return not has_head(self.head_fraction)
 
 
 @dataclass
@@ -117,7 +107,7 @@ Cancel = Callable[[], bool]
 OnResult = Callable[[SliceResult], None]
 
 
-def _result(index: int, raw: np.ndarray, manifest: Manifest, threshold: float, head: float) -> SliceResult:
+def _result(index: int, raw: np.ndarray, manifest: Manifest, head: float) -> SliceResult:
     calibrated = manifest.calibrated_logit(np.asarray(raw, dtype=np.float64))
     per_view = sigmoid(calibrated)
     return SliceResult(
@@ -127,7 +117,6 @@ def _result(index: int, raw: np.ndarray, manifest: Manifest, threshold: float, h
         p_low=float(per_view.min()),
         p_high=float(per_view.max()),
         augmentations=len(raw),
-        threshold=threshold,
         head_fraction=head,
     )
 
@@ -142,7 +131,8 @@ def predict(
     cancel: Cancel | None = None,
     on_result: OnResult | None = None,
 ) -> list[SliceResult]:
-    """Results for every input, in input order. `on_result` sees each slice as soon as its answer is final."""
+    """Results for every input, in input order. `on_result` sees each slice as soon as its answer is final. The
+    operating point only steers adaptive TTA (extra views near its threshold); it decides nothing."""
     manifest = model.manifest
     tta = tta or TTAConfig(count=manifest.default_tta)
     point = point or manifest.threshold
@@ -157,7 +147,7 @@ def predict(
             raise CancelledError()
 
     def needs_more(i: int) -> bool:
-        if tta.count == 1 or heads[i] < NO_HEAD_FRACTION:
+        if tta.count == 1 or not has_head(heads[i]):
             return False
         return not tta.adaptive or abs(manifest.calibrated_logit(views[i][0]) - logit(threshold)) < tta.margin
 
@@ -166,7 +156,7 @@ def predict(
 
     def finish(i: int) -> None:
         nonlocal done
-        results[i] = _result(i, np.array(views[i]), manifest, threshold, heads[i])
+        results[i] = _result(i, np.array(views[i]), manifest, heads[i])
         done += 1
         if on_result:
             on_result(results[i])
@@ -193,41 +183,3 @@ def predict(
         if progress:
             progress(done, n)
     return [r for r in results if r is not None]
-
-
-def validation_auc(manifest: Manifest) -> float:
-    auc = (manifest.metrics.get("validation") or {}).get("auc")
-    value = auc.get("value") if isinstance(auc, dict) else auc
-    return float(value) if isinstance(value, (int, float)) else 0.0
-
-
-def pointing_scores(metrics: dict) -> dict[str, dict]:
-    """The Grad-CAM pointing game the trainer measured, by source: {source: {"n": slices, "pointing_game": share}},
-    only the sources with a figure."""
-    return {source: v for source, v in sorted((metrics.get("gradcam") or {}).items())
-            if isinstance(v, dict) and isinstance(v.get("pointing_game"), (int, float))}
-
-
-def gradcam_points_at_tumours(manifest: Manifest, share: float = 0.5) -> bool:
-    """Whether the trainer measured this model's Grad-CAM peak inside the tumour on at least `share` of the outlined
-    validation slices of every source it scored (the pointing game in the model card)."""
-    scores = [v["pointing_game"] for v in pointing_scores(manifest.metrics).values()]
-    return bool(scores) and min(scores) >= share
-
-
-def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntry:
-    """The entry with this id, or the default: a bundled model whose Grad-CAM was measured to point at tumours (the
-    window shows that map beside every slice, and a map that points elsewhere misleads the reader), then the best
-    validation AUC its trainer measured (a model's architecture says nothing about how well it was trained), then any
-    usable model."""
-    usable = [e for e in entries if e.ok]
-    if model_id:
-        for e in usable:
-            if e.manifest.id == model_id:
-                return e
-        raise ModelPackageError(Path(model_id), "no usable model with this id (see `brainmri models`)")
-    if not usable:
-        raise ModelPackageError(None, "no usable model package was found")
-    usable.sort(key=lambda e: (e.source != "bundled", not gradcam_points_at_tumours(e.manifest),
-                               -validation_auc(e.manifest), e.manifest.id))
-    return usable[0]

@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .augment import MAX_TTA
 from .errors import ModelPackageError
 from .preprocess import PreprocessSpec
 
@@ -32,6 +33,14 @@ class OperatingPoint:
     sensitivity: float | None = None
     specificity: float | None = None
 
+    @property
+    def method_in_words(self) -> str:
+        """How the threshold was chosen, as a reader says it ("Youden's J", not the code "youden_j")."""
+        return METHOD_WORDS.get(self.method, self.method.replace(">=", " \u2265 "))
+
+
+METHOD_WORDS = {"youden_j": "Youden's J"}
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -56,6 +65,10 @@ class Manifest:
     config: dict = field(default_factory=dict)
     created: str = ""
     trainer_version: str = ""
+    # The scope guard (core/scope.py, core/ood.py): what the model saw (orientations, sequences, input kinds) and the
+    # file holding its out-of-distribution fit ("" when the package has none).
+    trained_on: dict = field(default_factory=dict)
+    ood_file: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -130,8 +143,8 @@ def parse_manifest(text: str, where: Path) -> Manifest:
         raise ModelPackageError(where, f"calibration temperature {temperature} is implausible")
     if not -20 <= logit_bias <= 20:  # also refuses nan
         raise ModelPackageError(where, f"calibration bias {logit_bias} is implausible")
-    if not 1 <= default_tta <= 16:
-        raise ModelPackageError(where, f"default_tta {default_tta} is outside 1-16")
+    if default_tta < 1:
+        raise ModelPackageError(where, f"default_tta {default_tta} is below 1")
     manifest = Manifest(
         id=d["id"],
         name=str(d["name"]),
@@ -146,7 +159,8 @@ def parse_manifest(text: str, where: Path) -> Manifest:
         architecture_file=str(d.get("architecture_file", "architecture.json")),
         weights_file=str(d.get("weights_file", "weights.npz")),
         weights_dtype=str(d.get("weights_dtype", "float32")),
-        default_tta=default_tta,
+        # The trainer takes the first k views of TTA_ORDER, so a run with more than MAX_TTA measured MAX_TTA.
+        default_tta=min(default_tta, MAX_TTA),
         version=str(d.get("version", "1")),
         initialisation=str(d.get("initialisation", "")),
         metrics=d.get("metrics") if isinstance(d.get("metrics"), dict) else {},
@@ -154,8 +168,10 @@ def parse_manifest(text: str, where: Path) -> Manifest:
         config=d.get("config") if isinstance(d.get("config"), dict) else {},
         created=str(d.get("created", "")),
         trainer_version=str(d.get("trainer_version", "")),
+        trained_on=d.get("trained_on") if isinstance(d.get("trained_on"), dict) else {},
+        ood_file=str(d.get("ood_file") or ""),
     )
-    for name in (manifest.architecture_file, manifest.weights_file):
+    for name in (manifest.architecture_file, manifest.weights_file, *([manifest.ood_file] if manifest.ood_file else [])):
         if name not in manifest.files:
             raise ModelPackageError(where, f"manifest does not list its own model file {name!r}")
     return manifest

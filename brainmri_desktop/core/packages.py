@@ -11,15 +11,14 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_folder
 from .errors import ModelPackageError
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
 
@@ -96,8 +95,44 @@ def search_dirs(extra: list[Path] | None = None) -> list[tuple[Path, str]]:
     return dirs
 
 
-def discover(extra_dirs: list[Path] | None = None) -> list[ModelEntry]:
-    """Every package in the bundled, user and given folders (a given folder may itself be a package)."""
+def _signature(folder: Path) -> tuple:
+    """Every file's name, size and modification time: what tells a package changed, at the cost of a stat each."""
+    try:
+        return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in folder.iterdir()
+                            if (st := p.stat(follow_symlinks=False))))
+    except OSError:
+        return ()
+
+
+class PackageCache:
+    """What `discover` found per folder, kept while no file of the folder changed in size or modification time, so
+    that looking again (the window does every few seconds) never re-hashes unchanged weights."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[tuple, ModelEntry]] = {}
+
+    def entry(self, folder: Path, source: str) -> ModelEntry:
+        signature = _signature(folder)
+        known = self._known.get(folder)
+        if known is not None and signature and known[0] == signature:
+            return known[1] if known[1].source == source else replace(known[1], source=source)
+        entry = _read_entry(folder, source)
+        self._known[folder] = (signature, entry)
+        return entry
+
+
+def _read_entry(folder: Path, source: str) -> ModelEntry:
+    try:
+        return ModelEntry(folder, source, manifest=read_package(folder))
+    except ModelPackageError as exc:
+        return ModelEntry(folder, source, error=exc)
+    except (OSError, UnicodeDecodeError) as exc:
+        return ModelEntry(folder, source, error=ModelPackageError(folder, f"cannot be read ({exc})"))
+
+
+def discover(extra_dirs: list[Path] | None = None, cache: PackageCache | None = None) -> list[ModelEntry]:
+    """Every package in the bundled, user and given folders (a given folder may itself be a package). With a cache,
+    packages whose files did not change since the last call are not verified again."""
     entries: list[ModelEntry] = []
     seen: set[Path] = set()
     for base, source in search_dirs(extra_dirs):
@@ -109,12 +144,7 @@ def discover(extra_dirs: list[Path] | None = None) -> list[ModelEntry]:
             if key in seen or folder.name.startswith("."):
                 continue
             seen.add(key)
-            try:
-                entries.append(ModelEntry(folder, source, manifest=read_package(folder)))
-            except ModelPackageError as exc:
-                entries.append(ModelEntry(folder, source, error=exc))
-            except (OSError, UnicodeDecodeError) as exc:
-                entries.append(ModelEntry(folder, source, error=ModelPackageError(folder, f"cannot be read ({exc})")))
+            entries.append(cache.entry(folder, source) if cache is not None else _read_entry(folder, source))
     return entries
 
 
@@ -164,9 +194,7 @@ def weights_archive(model, dtype: str) -> bytes:
 def write_package(
     target: Path, manifest: Manifest, model, extra_files: dict[str, bytes] | None = None, force: bool = False
 ) -> Path:
-    """Write a complete package atomically: everything goes to a temporary folder beside the target, then one rename."""
-    from dataclasses import replace
-
+    """Write a complete package atomically (core.atomic: a temporary folder beside the target, then one rename)."""
     target = Path(target)
     if target.exists() and not force:
         raise ModelPackageError(target, "a package with this id exists already (use --force to replace it)")
@@ -177,23 +205,5 @@ def write_package(
     }
     files = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
     manifest = replace(manifest, files=files)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a package is meant to be read by every user of the machine
-    try:
-        for name, data in {**contents, MANIFEST_NAME: manifest.to_json().encode("utf-8")}.items():
-            with open(tmp / name, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_folder(target, {**contents, MANIFEST_NAME: manifest.to_json().encode("utf-8")})
     return target

@@ -14,12 +14,20 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from .intensity import robust_range
 from .io.slices import Slice
 
 MODEL_NORMALISATIONS = ("unit", "resnet50")
 INTENSITY_SCALES = ("percentiles", "median")
 _RESNET_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 _MASK_SIZE = 256  # the head mask is found on a copy no larger than this; it needs shape, not detail
+# A slice whose head mask covers less than this share holds no head (blank, a localiser edge, noise): it is normalised
+# as a whole, and the triage gives it a no-head verdict rather than a decision.
+NO_HEAD_FRACTION = 0.01
+
+
+def has_head(head_fraction: float) -> bool:
+    return head_fraction >= NO_HEAD_FRACTION
 
 
 @dataclass(frozen=True)
@@ -177,18 +185,18 @@ def preprocess_values(
     if spec.use_window and window is not None:
         centre, width = window
         values = np.clip(values, centre - width / 2, centre + width / 2)
-    lo, hi = np.percentile(values, (0.5, 99.5))
-    rough = _unit_scale(values, float(lo), float(hi))
+    rough = _unit_scale(values, *robust_range(values))
     mask = head_mask(rough)
     head_fraction = float(mask.mean())
-    if head_fraction < 0.01:
+    head = has_head(head_fraction)
+    if not head:
         mask = np.ones_like(mask)
-    tissue = _strip_rim(mask, spec.strip_rim) if head_fraction >= 0.01 else mask
+    tissue = _strip_rim(mask, spec.strip_rim) if head else mask
     lo, hi = np.percentile(values[tissue], spec.percentiles)
     if spec.intensity_scale == "median":
         hi = lo + 2 * (float(np.median(values[tissue])) - lo)
     unit = _unit_scale(values, float(lo), float(hi))
-    if spec.blank_outside_head and head_fraction >= 0.01:
+    if spec.blank_outside_head and head:
         kept = tissue if spec.strip_rim else cv2.dilate(
             mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
         unit = np.where(kept, unit, 0.0).astype(np.float32)

@@ -17,28 +17,37 @@ import numpy as np
 from .atomic import atomic_write_bytes
 from .inference import SliceResult
 from .io.slices import Slice
-from .manifest import Manifest
+from .manifest import Manifest, OperatingPoint
 from .review import Mark
+from .session import Decision, Session
+from .wording import DISCLAIMER
 
-DISCLAIMER = ("Triage aid, not a diagnosis. The probabilities come from a model trained on public 2-D MRI slices; "
-              "every finding needs review by a qualified reader.")
+PDF_MAX_SLICES = 24  # flagged slices shown with their maps; the CSV lists every slice
 CSV_COLUMNS = ["slice", "file", "frame", "probability", "threshold", "flagged", "second_look", "tta_std",
                "augmentations", "review", "note"]
 
 
 @dataclass
 class StudyReport:
+    """A snapshot of a session for export: what the model said, what was decided and what the reader marked."""
+
     slices: list[Slice]
     results: dict[int, SliceResult]
+    decisions: dict[int, Decision]
     manifest: Manifest
-    operating_point: str  # which threshold was in use, in words
+    point: OperatingPoint  # the threshold in use
     marks: dict[int, Mark]
     device: str = ""
     include_identity: bool = False
 
+    @classmethod
+    def of(cls, session: Session, device: str = "", include_identity: bool = False) -> "StudyReport":
+        return cls(list(session.slices), dict(session.results), session.decisions(), session.manifest, session.point,
+                   dict(session.marks), device, include_identity)
+
     @property
     def flagged(self) -> list[int]:
-        return [i for i in sorted(self.results) if self.results[i].flagged]
+        return [i for i, d in sorted(self.decisions.items()) if d.flagged]
 
 
 def write_csv(report: StudyReport, path: Path) -> None:
@@ -46,12 +55,12 @@ def write_csv(report: StudyReport, path: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for i, s in enumerate(report.slices):
-        r = report.results.get(i)
+        r, d = report.results.get(i), report.decisions.get(i)
         mark = report.marks.get(i)
         writer.writerow({
             "slice": i + 1, "file": s.path.name, "frame": s.frame,
-            "probability": f"{r.probability:.4f}" if r else "", "threshold": f"{r.threshold:.4f}" if r else "",
-            "flagged": int(r.flagged) if r else "", "second_look": int(r.second_look) if r else "",
+            "probability": f"{r.probability:.4f}" if r else "", "threshold": f"{report.point.threshold:.4f}" if r else "",
+            "flagged": int(d.flagged) if d else "", "second_look": int(d.second_look) if d else "",
             "tta_std": f"{r.tta_std:.4f}" if r else "", "augmentations": r.augmentations if r else "",
             "review": mark.verdict if mark else "", "note": mark.note if mark else "",
         })
@@ -59,7 +68,7 @@ def write_csv(report: StudyReport, path: Path) -> None:
 
 
 def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarray | None],
-              max_slices: int = 24) -> None:
+              max_slices: int = PDF_MAX_SLICES) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,8 +85,7 @@ def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarr
             "",
             f"Date: {datetime.now():%Y-%m-%d %H:%M}",
             f"Model: {m.name} (id {m.id}, version {m.version})",
-            f"Threshold: {report.manifest.operating_point(report.operating_point == 'high_sensitivity').threshold:.3f}"
-            f" ({report.operating_point})",
+            f"Threshold: {report.point.threshold:.3f} ({report.point.method_in_words}, chosen on {report.point.data})",
             f"Slices flagged: {len(report.flagged)} of {len(report.slices)}"
             + (f"; highest probability {max(probs):.3f}" if probs else ""),
             f"Computed on: {report.device}",
@@ -92,7 +100,7 @@ def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarr
         for start in range(0, len(flagged), 3):
             fig = Figure(figsize=(8.27, 11.69))
             for row, i in enumerate(flagged[start : start + 3]):
-                s, r = report.slices[i], report.results[i]
+                s, r, d = report.slices[i], report.results[i], report.decisions[i]
                 image = s.display_image()
                 ax = fig.add_subplot(3, 2, 2 * row + 1)
                 ax.imshow(image, cmap="gray")
@@ -104,8 +112,8 @@ def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarr
                 if cam is not None:
                     ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
                 mark = report.marks.get(i)
-                ax.set_title(f"p = {r.probability:.3f} (threshold {r.threshold:.3f})"
-                             + (" - second look" if r.second_look else "")
+                ax.set_title(f"p = {r.probability:.3f} (threshold {report.point.threshold:.3f})"
+                             + (" - second look" if d.second_look else "")
                              + (f" - reader: {mark.verdict}" if mark else ""), fontsize=8)
                 ax.axis("off")
             fig.text(0.08, 0.03, DISCLAIMER, fontsize=7, color="darkred")

@@ -1,0 +1,48 @@
+"""Which model to use when the reader names none, and the measured figures that policy reads from a manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ModelPackageError
+from .manifest import Manifest
+from .packages import ModelEntry
+
+
+def validation_auc(manifest: Manifest) -> float:
+    auc = (manifest.metrics.get("validation") or {}).get("auc")
+    value = auc.get("value") if isinstance(auc, dict) else auc
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def pointing_scores(metrics: dict) -> dict[str, dict]:
+    """The Grad-CAM pointing game the trainer measured, by source: {source: {"n": slices, "pointing_game": share}},
+    only the sources with a figure."""
+    return {source: v for source, v in sorted((metrics.get("gradcam") or {}).items())
+            if isinstance(v, dict) and isinstance(v.get("pointing_game"), (int, float))}
+
+
+def gradcam_points_at_tumours(manifest: Manifest, share: float = 0.5) -> bool:
+    """Whether the trainer measured this model's Grad-CAM peak inside the tumour on at least `share` of the outlined
+    validation slices of every source it scored (the pointing game in the model card)."""
+    scores = [v["pointing_game"] for v in pointing_scores(manifest.metrics).values()]
+    return bool(scores) and min(scores) >= share
+
+
+def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntry:
+    """The entry with this id, or the default: a bundled model whose Grad-CAM was measured to point at tumours (the
+    window shows that map beside every slice, and a map that points elsewhere misleads the reader), then the best
+    validation AUC its trainer measured (a model's architecture says nothing about how well it was trained), then any
+    usable model."""
+    usable = [e for e in entries if e.ok]
+    if model_id:
+        for e in usable:
+            if e.manifest.id == model_id:
+                return e
+        raise ModelPackageError(Path(model_id), "no usable model with this id (see `brainmri models`)")
+    if not usable:
+        raise ModelPackageError(None, "no usable model package was found")
+    usable.sort(key=lambda e: (e.source != "bundled", not gradcam_points_at_tumours(e.manifest),
+                               -validation_auc(e.manifest), e.manifest.id))
+    return usable[0]

@@ -1,0 +1,258 @@
+"""One series under review, without Qt: its slices, their model inputs and results, the operating point, the scope
+verdicts, the reader's marks and the Grad-CAM maps (in the spirit of napari's ViewerModel: the window only shows it).
+
+The one triage path
+    `triage_chunks(model, items, tta, point)` is the generator every consumer iterates: the window's worker, `brainmri
+    predict`, the self-test and the trainer's evaluation. Per chunk of items it prepares each (read and preprocess;
+    an item that fails is reported, the rest go on), predicts, asks the scope checks, and computes Grad-CAM maps for
+    the items the caller asks about, then yields one `TriageChunk`. A `Session` stores what a chunk holds with
+    `accept(chunk)`; `Session.run(model)` does both for callers that need no progress.
+
+Decisions
+    A `SliceResult` is what the model said; whether a slice is flagged is decided here only, by `decide()`, from the
+    session's `OperatingPoint` choice (`Threshold.DEFAULT`: the manifest's Youden's J point, or
+    `Threshold.HIGH_SENSITIVITY`) and the slice's scope verdict. A verdict is a reason string (or None when the slice
+    is in scope); a slice with a verdict keeps its probability but is neither flagged nor sent for a second look
+    unless `include_out_of_scope` is set. The first verdict is `no_head_verdict`; further checks (sequence, orientation,
+    out-of-distribution) are functions of the same shape, `(item, Preprocessed) -> str | None`, given to
+    `triage_chunks(scope=...)` or to `Session(scope=...)`.
+
+Grad-CAM
+    Maps are cached per (slice, view): `SLICE_VIEW` on the slice's own grid, `INPUT_VIEW` on the model input ("what
+    the model saw"). `cam_chunks()` computes the missing ones (meant for a worker thread), `accept_cams()` stores them.
+
+Several series
+    A `Study` holds one `Session` per series, each with its own results, marks and view state (the window-level and
+    the current slice), so a study browser switches between them without re-running anything.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .errors import BrainMRIError
+from .inference import LoadedModel, SliceResult, TTAConfig, predict
+from .io.slices import Slice
+from .manifest import Manifest, OperatingPoint
+from .preprocess import Preprocessed, has_head, preprocess_slice
+from .review import Mark, ReviewStore
+
+ScopeCheck = Callable[[object, Preprocessed], "str | None"]
+SLICE_VIEW, INPUT_VIEW = "slice", "input"
+NO_HEAD = "no head found in this slice"
+
+
+def no_head_verdict(_item, prepared: Preprocessed) -> str | None:
+    """A blank slice, or one with no head in it, is outside what any model here was trained on."""
+    return None if has_head(prepared.head_fraction) else NO_HEAD
+
+
+DEFAULT_SCOPE: tuple[ScopeCheck, ...] = (no_head_verdict,)
+
+
+class Threshold(enum.Enum):
+    """Which of the manifest's operating points decides."""
+
+    DEFAULT = "default"  # the manifest's main threshold (Youden's J on validation)
+    HIGH_SENSITIVITY = "high_sensitivity"
+
+    @property
+    def label(self) -> str:
+        return {"default": "Youden's J threshold", "high_sensitivity": "High-sensitivity threshold"}[self.value]
+
+    def point(self, manifest: Manifest) -> OperatingPoint:
+        """The operating point itself; the main one when the model has no high-sensitivity point."""
+        return manifest.operating_point(self is Threshold.HIGH_SENSITIVITY)
+
+
+@dataclass(frozen=True)
+class Decision:
+    flagged: bool  # at or over the threshold, and in scope (or the reader included out-of-scope slices)
+    second_look: bool  # the augmentations disagree about the side of the threshold
+    out_of_scope: str | None = None  # the scope verdict: why this slice lies outside what the model was trained on
+
+
+def decide(result: SliceResult, point: OperatingPoint, verdict: str | None = None,
+           include_out_of_scope: bool = False) -> Decision:
+    """The one rule that turns a probability into a triage decision."""
+    counts = verdict is None or include_out_of_scope
+    t = point.threshold
+    return Decision(counts and result.probability >= t, counts and result.p_low < t <= result.p_high, verdict)
+
+
+@dataclass
+class TriageChunk:
+    """One chunk of the triage generator; every dict is keyed by the item's index in the sequence triaged."""
+
+    start: int
+    stop: int
+    inputs: dict[int, Preprocessed] = field(default_factory=dict)
+    results: dict[int, SliceResult] = field(default_factory=dict)
+    verdicts: dict[int, str | None] = field(default_factory=dict)
+    cams: dict[int, np.ndarray] = field(default_factory=dict)  # slice-grid maps of the items asked for
+    errors: dict[int, str] = field(default_factory=dict)  # items that could not be prepared, with the reason
+
+
+def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = None,
+                  point: OperatingPoint | None = None, *, chunk: int = 32,
+                  prepare: Callable[[object], Preprocessed] | None = None,
+                  scope: Sequence[ScopeCheck] = DEFAULT_SCOPE,
+                  explain: Callable[[int, object], bool] | None = None, gradcam=None) -> Iterator[TriageChunk]:
+    """Load, preprocess, predict, judge scope and (for the items `explain(index, item)` accepts) compute Grad-CAM,
+    chunk by chunk. `prepare` turns an item into model input (default: `preprocess_slice` of a Slice); a
+    BrainMRIError it raises lands in the chunk's `errors`. `point` only steers adaptive TTA."""
+    spec = model.manifest.preprocessing
+    prepare = prepare or (lambda s: preprocess_slice(s, spec))
+    if explain is not None and gradcam is None:
+        from .gradcam import GradCAM
+
+        gradcam = GradCAM(model)
+    for start in range(0, len(items), chunk):
+        out = TriageChunk(start, min(start + chunk, len(items)))
+        for i in range(out.start, out.stop):
+            try:
+                out.inputs[i] = prepare(items[i])
+            except BrainMRIError as exc:
+                out.errors[i] = exc.reason
+        order = list(out.inputs)
+        for k, r in enumerate(predict(model, [out.inputs[i] for i in order], tta, point)):
+            i = order[k]
+            out.results[i] = replace(r, index=i)
+            out.verdicts[i] = next((v for check in scope if (v := check(items[i], out.inputs[i])) is not None), None)
+        wanted = [i for i in order if explain is not None and explain(i, items[i])]
+        out.cams = dict(zip(wanted, gradcam.slice_maps([out.inputs[i] for i in wanted]))) if wanted else {}
+        yield out
+
+
+class Session:
+    """One series under review. Plain attributes, read freely; change them through the methods."""
+
+    def __init__(self, slices: Sequence[Slice], reviews: ReviewStore | None = None,
+                 scope: Sequence[ScopeCheck] = DEFAULT_SCOPE):
+        self.slices: list[Slice] = list(slices)
+        self.reviews = reviews  # None: marks live for this session only
+        self.scope = tuple(scope)
+        self.threshold = Threshold.DEFAULT
+        self.include_out_of_scope = False
+        self.manifest: Manifest | None = None  # the model whose results these are
+        self.inputs: dict[int, Preprocessed] = {}
+        self.results: dict[int, SliceResult] = {}
+        self.verdicts: dict[int, str | None] = {}
+        self.errors: dict[int, str] = {}
+        self.cams: dict[tuple[int, str], np.ndarray] = {}
+        # view state, kept per series so that switching series comes back to where the reader was
+        self.current = 0 if self.slices else -1
+        self.window_level: tuple[float, float] | None = None
+
+    # ------------------------------------------------------------------ results
+    def start(self, manifest: Manifest) -> None:
+        """Forgets the results, inputs and maps of a previous model; the marks and the view stay."""
+        self.manifest = manifest
+        self.inputs, self.results, self.verdicts, self.errors, self.cams = {}, {}, {}, {}, {}
+
+    def triage(self, model: LoadedModel, tta: TTAConfig | None = None, chunk: int = 32,
+               explain: Callable[[int, object], bool] | None = None) -> Iterator[TriageChunk]:
+        """`triage_chunks` over this series at the session's operating point (call `start` first)."""
+        return triage_chunks(model, self.slices, tta, self.point, chunk=chunk, scope=self.scope, explain=explain)
+
+    def accept(self, chunk: TriageChunk) -> None:
+        self.inputs.update(chunk.inputs)
+        self.results.update(chunk.results)
+        self.verdicts.update(chunk.verdicts)
+        self.errors.update(chunk.errors)
+        self.cams.update({(i, SLICE_VIEW): m for i, m in chunk.cams.items()})
+
+    def run(self, model: LoadedModel, tta: TTAConfig | None = None,
+            explain: Callable[[int, object], bool] | None = None) -> None:
+        """The whole triage at once, for callers that need no progress (the command line, the self-test)."""
+        self.start(model.manifest)
+        for chunk in self.triage(model, tta, explain=explain):
+            self.accept(chunk)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.results) + len(self.errors) == len(self.slices)
+
+    # -------------------------------------------------------------- decisions
+    @property
+    def point(self) -> OperatingPoint | None:
+        return self.threshold.point(self.manifest) if self.manifest else None
+
+    def decision(self, index: int) -> Decision | None:
+        r = self.results.get(index)
+        if r is None or self.manifest is None:
+            return None
+        return decide(r, self.point, self.verdicts.get(index), self.include_out_of_scope)
+
+    def decisions(self) -> dict[int, Decision]:
+        return {i: self.decision(i) for i in sorted(self.results)}
+
+    def flagged(self) -> list[int]:
+        return [i for i, d in self.decisions().items() if d.flagged]
+
+    def step_flagged(self, direction: int) -> int | None:
+        """The next (direction > 0) or previous flagged slice after the current one, wrapping round; None if none."""
+        flagged = self.flagged()
+        if not flagged:
+            return None
+        if direction > 0:
+            return next((i for i in flagged if i > self.current), flagged[0])
+        return next((i for i in reversed(flagged) if i < self.current), flagged[-1])
+
+    # ------------------------------------------------------------------ marks
+    @property
+    def marks(self) -> dict[int, Mark]:
+        return self.reviews.marks if self.reviews else {}
+
+    def mark(self, index: int, verdict: str | None, note: str = "") -> None:
+        """Records the reader's verdict; raises OSError when it could not be saved (it is kept for this session)."""
+        if self.reviews is not None:
+            self.reviews.set(index, verdict, note)
+
+    # --------------------------------------------------------------- Grad-CAM
+    def cam(self, index: int, view: str = SLICE_VIEW) -> np.ndarray | None:
+        return self.cams.get((index, view))
+
+    def missing_cams(self, indices: Iterable[int], view: str = SLICE_VIEW) -> list[int]:
+        """The slices among `indices` that have a result and an input but no map in this view yet."""
+        return [i for i in indices if (i, view) not in self.cams and i in self.inputs and i in self.results]
+
+    def cam_chunks(self, gradcam, indices: Sequence[int], view: str = SLICE_VIEW,
+                   chunk: int = 8) -> Iterator[dict[tuple[int, str], np.ndarray]]:
+        """Computes the maps of `indices` (see `missing_cams`), a chunk at a time; nothing is stored here."""
+        for start in range(0, len(indices), chunk):
+            part = [i for i in indices[start : start + chunk] if i in self.inputs]
+            if view == INPUT_VIEW:
+                maps = gradcam.input_maps(np.stack([self.inputs[i].image for i in part])) if part else []
+            else:
+                maps = gradcam.slice_maps([self.inputs[i] for i in part])
+            yield {(i, view): m for i, m in zip(part, maps)}
+
+    def accept_cams(self, maps: dict[tuple[int, str], np.ndarray]) -> None:
+        self.cams.update(maps)
+
+
+class Study:
+    """The series open at once, each with its own session, in the order they were opened."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.active: str | None = None
+
+    def add(self, key: str, session: Session) -> Session:
+        self.sessions[key] = session
+        if self.active is None:
+            self.active = key
+        return session
+
+    @property
+    def session(self) -> Session | None:
+        return self.sessions.get(self.active) if self.active is not None else None
+
+    def activate(self, key: str) -> Session:
+        self.active = key
+        return self.sessions[key]
