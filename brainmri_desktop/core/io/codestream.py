@@ -1,4 +1,4 @@
-"""Image size declared inside a compressed DICOM frame (JPEG, JPEG-LS, JPEG 2000), read from its header alone.
+"""Headers inside a compressed DICOM frame (JPEG, JPEG-LS, JPEG 2000), read and mended before any decoder runs.
 
 Decoders trust the codestream, not the DICOM header: a damaged 2 KB frame whose JPEG header claims 32639 x 32639
 made libjpeg allocate 3 GB and decode for half a minute (found by the fuzz harness). Comparing the sizes before
@@ -11,16 +11,18 @@ import struct
 
 # Start-of-frame markers of the JPEG processes (not DHT C4, JPG C8, DAC CC), and JPEG-LS SOF55 (F7).
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+_SEQUENTIAL_DCT = {0xC0, 0xC1}  # baseline and extended (12-bit) Huffman DCT
 _SOS, _EOI = 0xDA, 0xD9
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
 _J2K_SEARCH = 4096  # a JP2 wrapper's boxes before the codestream are small
 
 
-def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
+def _header_segments(frame: bytes):
+    """(marker, offset) of each JPEG header segment up to the first scan."""
     pos = 2
     while pos + 4 <= len(frame):
         if frame[pos] != 0xFF:
-            return None
+            return
         marker = frame[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -29,15 +31,22 @@ def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
             pos += 2
             continue
         if marker in (_SOS, _EOI):
-            return None
-        (length,) = struct.unpack_from(">H", frame, pos + 2)
-        if marker in _SOF:
-            if pos + 9 > len(frame):
-                return None
-            rows, cols = struct.unpack_from(">HH", frame, pos + 5)
-            return rows, cols
-        pos += 2 + length
-    return None
+            return
+        yield marker, pos
+        pos += 2 + struct.unpack_from(">H", frame, pos + 2)[0]
+
+
+def _sof(frame: bytes) -> tuple[int, int] | None:
+    """(marker, offset) of the frame header."""
+    return next(((marker, pos) for marker, pos in _header_segments(frame) if marker in _SOF), None)
+
+
+def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
+    sof = _sof(frame)
+    if sof is None or sof[1] + 9 > len(frame):
+        return None
+    rows, cols = struct.unpack_from(">HH", frame, sof[1] + 5)
+    return rows, cols
 
 
 def _j2k_size(frame: bytes) -> tuple[int, int] | None:
@@ -53,3 +62,24 @@ def declared_size(frame: bytes) -> tuple[int, int] | None:
     if frame[:2] == b"\xff\xd8":
         return _jpeg_size(frame)
     return _j2k_size(frame)
+
+
+def mend_sequential_scans(frame: bytes) -> bytes:
+    """The frame with the spectral selection of its scans set to what sequential DCT requires (Ss 0, Se 63, Ah Al 0).
+
+    Some encoders wrote Se 0 in sequential JPEG (pydicom's JPEG-lossy.dcm, 12-bit JPEG Extended, is one); IJG libjpeg
+    and GDCM ignore the field in sequential mode, but libjpeg (pylibjpeg-libjpeg) refuses the scan ("scan start must
+    be zero and scan stop must be 63"). Every other byte is kept, so a conformant frame comes back unchanged.
+    """
+    sof = _sof(frame) if frame[:2] == b"\xff\xd8" else None
+    if sof is None or sof[0] not in _SEQUENTIAL_DCT:
+        return frame
+    mended = bytearray(frame)
+    at = frame.find(b"\xff\xda")
+    while at >= 0 and at + 5 <= len(frame):  # entropy-coded data stuffs every 0xFF, so FFDA is always a marker
+        components = frame[at + 4]
+        spectral = at + 5 + 2 * components
+        if spectral + 3 <= len(frame):
+            mended[spectral : spectral + 3] = b"\x00\x3f\x00"
+        at = frame.find(b"\xff\xda", at + 2)
+    return bytes(mended)
