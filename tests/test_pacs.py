@@ -110,3 +110,55 @@ def test_retrieve_multiseries_study_into_the_cache(orthanc, study):
     assert sorted(len(s.slices) for s in report.series) == [10, SLICES]
     again = retrieve_study(client_for(orthanc.dicomweb), StudyCache(), study)
     assert again.from_cache == 2 and sorted(again.paths) == sorted(result.paths)
+
+
+def _findings(paths: list[Path], probabilities: list[float], threshold: float = 0.5):
+    from brainmri_desktop.pacs.findings import ModelInfo, SliceFinding, TriageFindings
+
+    return TriageFindings(
+        ModelInfo("tiny-cnn", "Tiny CNN", "1", "ab" * 32), threshold, "youden_j on synthetic",
+        tuple(SliceFinding(p, 0, q, q >= threshold) for p, q in zip(paths, probabilities)))
+
+
+def _sr_items(ds: pydicom.Dataset):
+    for item in ds.get("ContentSequence", []):
+        yield item
+        yield from _sr_items(item)
+
+
+def test_send_sr_and_overlays_then_read_them_back(orthanc, study, tmp_path):
+    from brainmri_desktop.core.report import DISCLAIMER
+    from brainmri_desktop.pacs.sc import LABEL, burn_overlay
+    from brainmri_desktop.pacs.send import send_results
+
+    client = client_for(orthanc.dicomweb)
+    retrieved = retrieve_study(client, StudyCache(), study)
+    mr = sorted(p for p in retrieved.paths if pydicom.dcmread(p, stop_before_pixels=True).SeriesNumber == 3)
+    probabilities = [i / SLICES for i in range(SLICES)]
+    findings = _findings(mr, probabilities)
+    cam = np.zeros((8, 8), np.float32)
+    cam[2:5, 2:5] = 1
+    overlay = burn_overlay(np.linspace(0, 1, 64 * 64).reshape(64, 64), cam)
+    sent = send_results(client, findings, {SLICES - 1: overlay})
+
+    series = {s.uid: s for s in list_series(client, study)}
+    assert series[sent.sr_series_uid].modality == "SR" and series[sent.overlay_series_uid].modality == "OT"
+    back = [pydicom.dcmread(p) for p in retrieve_study(client, StudyCache(tmp_path / "c"), study,
+                                                       series_uids=[sent.sr_series_uid, sent.overlay_series_uid]).paths]
+    sr = next(ds for ds in back if ds.Modality == "SR")
+    source = pydicom.dcmread(mr[0], stop_before_pixels=True)
+    assert (sr.StudyInstanceUID, sr.PatientID, sr.PatientName) == (study, PATIENT_ID, source.PatientName)
+    assert "PatientWeight" not in sr and "PatientSize" not in sr and "PatientAge" not in sr
+    texts = [str(i.get("TextValue", "")) for i in _sr_items(sr)]
+    assert "tiny-cnn" in texts and "ab" * 32 in texts and DISCLAIMER in texts
+    probs = [float(i.MeasuredValueSequence[0].NumericValue) for i in _sr_items(sr)
+             if i.ConceptNameCodeSequence[0].CodeValue == "PROB"]
+    assert probs == pytest.approx([round(p, 4) for p in probabilities])
+    flags = [i.ConceptCodeSequence[0].CodeMeaning for i in _sr_items(sr) if i.ConceptNameCodeSequence[0].CodeValue == "FLAG"]
+    assert flags == ["Yes" if p >= 0.5 else "No" for p in probabilities]
+    refs = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in _sr_items(sr) if i.ValueType == "IMAGE"]
+    assert refs == [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr]
+    capture = next(ds for ds in back if ds.Modality == "OT")
+    assert capture.BurnedInAnnotation == "YES" and capture.ImageComments == LABEL and capture.PatientID == PATIENT_ID
+    assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == refs[-1]
+    assert capture.pixel_array.shape == (64, 64, 3)

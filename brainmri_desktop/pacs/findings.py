@@ -1,0 +1,41 @@
+"""The plain data a triage run hands to the PACS write-back: which model, which threshold, and per slice the source
+instance (a local DICOM file, as retrieved into the cache), the probability and the flag. Nothing identifying."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str
+    version: str
+    weights_sha256: str  # the digest of the weights file that the package's manifest lists and the loader verified
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> "ModelInfo":
+        return cls(manifest.id, manifest.name, manifest.version, manifest.files.get(manifest.weights_file, ""))
+
+
+@dataclass(frozen=True)
+class SliceFinding:
+    path: Path  # the source DICOM file
+    frame: int  # 0-based frame in that file (the loader's Slice.frame)
+    probability: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class TriageFindings:
+    model: ModelInfo
+    threshold: float
+    operating_point: str  # how the threshold was chosen, in words (for example "youden_j on validation")
+    slices: tuple[SliceFinding, ...]
+
+    @property
+    def flagged(self) -> list[SliceFinding]:
+        return [s for s in self.slices if s.flagged]

@@ -1,0 +1,46 @@
+"""Sending a triage result back into its study: the SR, optionally the overlay captures, in one STOW-RS request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+
+from ..core.errors import UnreadableFileError
+from .client import PacsClient
+from .findings import TriageFindings
+from .sc import build_overlay_images
+from .sr import build_sr, read_sources
+
+
+@dataclass(frozen=True)
+class SentResults:
+    study_uid: str
+    sr_series_uid: str
+    sr_instance_uid: str
+    overlay_series_uid: str = ""
+    overlay_count: int = 0
+
+
+def _sources(findings: TriageFindings) -> dict:
+    try:
+        return read_sources(findings)
+    except (OSError, pydicom.errors.InvalidDicomError, AttributeError, ValueError) as exc:
+        raise UnreadableFileError(getattr(exc, "filename", None), f"a source instance cannot be read for the report "
+                                  f"({type(exc).__name__})") from None
+
+
+def send_results(client: PacsClient, findings: TriageFindings,
+                 overlays: Mapping[int, np.ndarray] | None = None) -> SentResults:
+    """Builds the report (and the captures of `overlays`: index into `findings.slices` -> RGB image from
+    `sc.burn_overlay`) and stores them in the source study. Raises PacsError when the server does not take them."""
+    sources = _sources(findings)
+    sr = build_sr(findings, sources)
+    captures = build_overlay_images(list(findings.slices), sources, overlays or {})
+    client.store([sr, *captures], str(sr.StudyInstanceUID))
+    return SentResults(
+        study_uid=str(sr.StudyInstanceUID), sr_series_uid=str(sr.SeriesInstanceUID),
+        sr_instance_uid=str(sr.SOPInstanceUID),
+        overlay_series_uid=str(captures[0].SeriesInstanceUID) if captures else "", overlay_count=len(captures))

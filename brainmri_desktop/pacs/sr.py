@@ -1,0 +1,109 @@
+"""The triage result as a DICOM Comprehensive SR built with highdicom, in the source study as a new series.
+
+Patient and study identity are copied by highdicom from the source instances (the evidence); nothing else about the
+patient is added. Concepts DICOM has no code for use the private scheme 99BRAINMRI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from ..core.report import DISCLAIMER
+from .findings import TriageFindings
+
+MANUFACTURER = "BrainMRI"
+SR_SERIES_NUMBER = 9901
+SR_SERIES_DESCRIPTION = "BrainMRI tumour triage (AI triage aid, not a diagnosis)"
+_SCHEME = "99BRAINMRI"
+
+
+def _concept(value: str, meaning: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value, _SCHEME, meaning)
+
+
+TITLE = _concept("TRIAGE", "Brain MRI tumour triage report (AI triage aid)")
+WEIGHTS_SHA256 = _concept("SHA256", "Model weights SHA-256")
+THRESHOLD = _concept("THRESHOLD", "Decision threshold on the tumour probability")
+OPERATING_POINT = _concept("OPPOINT", "Operating point")
+DISCLAIMER_CONCEPT = _concept("DISCLAIMER", "Disclaimer")
+SLICE_RESULT = _concept("SLICE", "Slice triage result")
+PROBABILITY = _concept("PROB", "Tumour probability (calibrated model output)")
+FLAGGED = _concept("FLAG", "Flagged for review")
+FLAGGED_COUNT = _concept("NFLAGGED", "Slices flagged for review")
+_CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
+
+
+def _text(name, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name, value, relationship_type=_CONTAINS)
+
+
+def _number(name, value: float) -> hd.sr.NumContentItem:
+    return hd.sr.NumContentItem(name, value, codes.UCUM.NoUnits, relationship_type=_CONTAINS)
+
+
+# What a result may take from its source: the patient's and the study's identity, and what references the instance.
+# highdicom copies whole modules from the evidence (size, weight, age...), so the evidence is cut down to these first.
+SOURCE_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+                   "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
+                   "StudyDescription", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "NumberOfFrames",
+                   "ImageOrientationPatient", "SpecificCharacterSet")
+
+
+def source_header(path: Path) -> pydicom.Dataset:
+    full = pydicom.dcmread(path, stop_before_pixels=True)
+    header = pydicom.Dataset()
+    for keyword in SOURCE_KEYWORDS:
+        if keyword in full:
+            setattr(header, keyword, full.data_element(keyword).value)
+    return header
+
+
+def read_sources(findings: TriageFindings) -> dict[Path, pydicom.Dataset]:
+    """The identity headers of the source files, once per file."""
+    return {path: source_header(path) for path in dict.fromkeys(s.path for s in findings.slices)}
+
+
+def _slice_item(finding, source: pydicom.Dataset) -> hd.sr.ContainerContentItem:
+    item = hd.sr.ContainerContentItem(SLICE_RESULT, relationship_type=_CONTAINS)
+    frames = int(source.get("NumberOfFrames", 1) or 1)
+    item.ContentSequence = hd.sr.ContentSequence([
+        _number(PROBABILITY, round(float(finding.probability), 4)),
+        hd.sr.CodeContentItem(FLAGGED, codes.SCT.Yes if finding.flagged else codes.SCT.No,
+                              relationship_type=_CONTAINS),
+        hd.sr.ImageContentItem(codes.DCM.SourceOfMeasurement, source.SOPClassUID, source.SOPInstanceUID,
+                               referenced_frame_numbers=finding.frame + 1 if frames > 1 else None,
+                               relationship_type=_CONTAINS),
+    ])
+    return item
+
+
+def build_sr(findings: TriageFindings, sources: Mapping[Path, pydicom.Dataset]) -> hd.sr.ComprehensiveSR:
+    if not findings.slices:
+        raise ValueError("no slice results to report")
+    studies = {str(ds.StudyInstanceUID) for ds in sources.values()}
+    if len(studies) != 1:
+        raise ValueError("the slices come from more than one study; a report belongs to one")
+    model = findings.model
+    root = hd.sr.ContainerContentItem(TITLE)
+    root.ContentSequence = hd.sr.ContentSequence([
+        _text(codes.DCM.AlgorithmName, model.id),
+        _text(codes.DCM.AlgorithmVersion, model.version),
+        _text(WEIGHTS_SHA256, model.weights_sha256 or "unknown"),
+        _number(THRESHOLD, round(float(findings.threshold), 4)),
+        _text(OPERATING_POINT, findings.operating_point),
+        _number(FLAGGED_COUNT, len(findings.flagged)),
+        _text(DISCLAIMER_CONCEPT, DISCLAIMER),
+        *(_slice_item(s, sources[s.path]) for s in findings.slices),
+    ])
+    sr = hd.sr.ComprehensiveSR(
+        evidence=list(sources.values()), content=root, series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False)
+    sr.SeriesDescription = SR_SERIES_DESCRIPTION
+    return sr
