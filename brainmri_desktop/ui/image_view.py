@@ -1,12 +1,30 @@
-"""An image view with zoom, pan, window/level by right-drag, an optional heat-map overlay and cursor read-out.
-Two views are linked by connecting their `viewChanged` signals to each other's `set_view`."""
+"""An image view with the reading habits of PACS viewers: the wheel scrolls slices, Ctrl+wheel or a drag with the zoom
+button zooms, a left drag pans (or measures with the ruler), a right drag sets window/level; invert, flip and rotate;
+an optional heat-map overlay. Two views are linked by connecting their `viewChanged` signals to each other's
+`set_view`; orientation and inversion are applied to both by whoever owns them (see ui/shortcuts.ViewingActions)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
+
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QImage, QPainter, QPixmap
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QPainter, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+
+from ..core.geometry import PixelGeometry
+from .ruler import RulerItem
+
+# Mouse gestures, listed in Help beside the keyboard shortcuts; kept here, beside the code that handles them.
+MOUSE_GESTURES = (
+    ("Wheel", "Previous / next slice"),
+    ("Ctrl+Wheel", "Zoom"),
+    ("Middle drag", "Zoom (drag up to zoom in)"),
+    ("Left drag", "Pan; with the ruler tool on, measure a distance"),
+    ("Right drag", "Window/level: up/down moves the centre, left/right the width"),
+)
+_NOTCH = 120  # angleDelta of one wheel notch; touchpads send smaller steps that add up to it
 
 _JET = None
 
@@ -36,40 +54,92 @@ def heat_qimage(cam: np.ndarray, opacity: float) -> QImage:
     return QImage(np.ascontiguousarray(rgba).data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
 
 
+@dataclass(frozen=True)
+class Orientation:
+    """How the image is shown: first mirrored left-right (if `mirrored`), then turned clockwise by quarter turns.
+    Every flip and rotation the reader asks for, in any order, is one of these eight."""
+
+    quarter_turns: int = 0
+    mirrored: bool = False
+
+    def rotated(self, turns: int) -> Orientation:
+        return replace(self, quarter_turns=(self.quarter_turns + turns) % 4)
+
+    def flipped_horizontally(self) -> Orientation:
+        # A mirror after a turn equals the opposite turn after a mirror: H R^k = R^-k H.
+        return Orientation(-self.quarter_turns % 4, not self.mirrored)
+
+    def flipped_vertically(self) -> Orientation:
+        # A vertical flip is a horizontal one followed by a half turn.
+        return self.flipped_horizontally().rotated(2)
+
+    def transform(self, width: float, height: float) -> QTransform:
+        """Pixel coordinates to scene coordinates, the turned image's bounding box starting at (0, 0)."""
+        m = QTransform.fromScale(-1 if self.mirrored else 1, 1) * QTransform().rotate(90 * self.quarter_turns)
+        box = m.mapRect(QRectF(0, 0, width, height))
+        return m * QTransform.fromTranslate(-box.left(), -box.top())
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What a reader set on a view, to give back when they return to a series."""
+
+    zoom: float
+    centre: tuple[float, float]
+    orientation: Orientation = Orientation()
+    inverted: bool = False
+
+
 class ImageView(QGraphicsView):
     viewChanged = Signal(float, QPointF)  # zoom, centre in scene coordinates
     windowDrag = Signal(float, float)  # change of (centre, width) as fractions of the value range
-    cursorMoved = Signal(int, int)  # pixel under the cursor (x, y), -1 when outside
+    cursorMoved = Signal(int, int)  # pixel under the cursor (x, y) in the image's own grid, -1 when outside
+    step = Signal(int)  # slices to move by: the wheel, one per notch (towards the reader: next slice)
+    measured = Signal(object)  # a finished ruler's core.geometry.Distance
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setScene(QGraphicsScene(self))
         self._image = QGraphicsPixmapItem()
-        self._overlay = QGraphicsPixmapItem()
+        # The overlay and the rulers are children of the image: they turn and flip with it.
+        self._overlay = QGraphicsPixmapItem(self._image)
         self._overlay.setZValue(1)
         self.scene().addItem(self._image)
-        self.scene().addItem(self._overlay)
         self.setRenderHint(QPainter.SmoothPixmapTransform)
         self.setDragMode(QGraphicsView.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
         self.setBackgroundBrush(Qt.black)
         self.setMouseTracking(True)
+        self.zoom_button = Qt.MiddleButton
         self._zoom = 1.0
         self._syncing = False
+        self._unit: np.ndarray | None = None
+        self._inverted = False
+        self._orientation = Orientation()
+        self._geometry = PixelGeometry()
+        self._ruler_tool = False
+        self._rulers: list[RulerItem] = []
+        self._drawing: RulerItem | None = None
         self._wl_origin = None
-        self._fitted = False
+        self._zoom_origin = None
+        self._wheel_rest = 0
 
+    # ---------------------------------------------------------------- content
     @property
     def has_overlay(self) -> bool:
         return not self._overlay.pixmap().isNull() and self._overlay.isVisible()
 
     def set_image(self, unit: np.ndarray) -> None:
-        first = self._image.pixmap().isNull()
-        size_changed = not first and self._image.pixmap().size().toTuple() != unit.shape[::-1]
-        self._image.setPixmap(QPixmap.fromImage(grey_qimage(unit)))
-        self.scene().setSceneRect(self._image.boundingRect())
+        first = self._unit is None
+        size_changed = not first and self._unit.shape != unit.shape
+        self._unit = unit
+        self._render()
         if first or size_changed:
-            self.fit()
+            self._place()
+
+    def shown_image(self) -> QImage:
+        """The grey image as drawn (after inversion), in the slice's own pixel grid."""
+        return self._image.pixmap().toImage()
 
     def set_overlay(self, cam: np.ndarray | None, opacity: float = 0.45) -> None:
         self._overlay.setPixmap(QPixmap() if cam is None else QPixmap.fromImage(heat_qimage(cam, opacity)))
@@ -77,9 +147,64 @@ class ImageView(QGraphicsView):
     def set_overlay_visible(self, visible: bool) -> None:
         self._overlay.setVisible(visible)
 
+    def set_geometry(self, geometry: PixelGeometry | None) -> None:
+        """The shown slice's geometry, for the ruler; a different slice's geometry clears the rulers."""
+        geometry = geometry or PixelGeometry()
+        if geometry != self._geometry:
+            self.clear_measurements()
+        self._geometry = geometry
+
+    def _render(self) -> None:
+        unit = 1.0 - self._unit if self._inverted else self._unit
+        self._image.setPixmap(QPixmap.fromImage(grey_qimage(unit)))
+
+    def _place(self) -> None:
+        h, w = self._unit.shape
+        self._image.setTransform(self._orientation.transform(w, h))
+        self.scene().setSceneRect(self._image.sceneBoundingRect())
+        self.fit()
+
+    # ------------------------------------------------------------ orientation
+    @property
+    def inverted(self) -> bool:
+        return self._inverted
+
+    @property
+    def orientation(self) -> Orientation:
+        return self._orientation
+
+    def set_inverted(self, inverted: bool) -> None:
+        self._inverted = inverted
+        if self._unit is not None:
+            self._render()
+
+    def set_orientation(self, orientation: Orientation) -> None:
+        self._orientation = orientation
+        if self._unit is not None:
+            self._place()
+
+    def view_state(self) -> ViewState:
+        centre = self.mapToScene(self.viewport().rect().center())
+        return ViewState(self._zoom, (centre.x(), centre.y()), self._orientation, self._inverted)
+
+    def restore_state(self, state: ViewState) -> None:
+        self.set_inverted(state.inverted)
+        self.set_orientation(state.orientation)
+        self.set_view(state.zoom, QPointF(*state.centre))
+
+    # ------------------------------------------------------------- zoom, pan
+    @property
+    def zoom(self) -> float:
+        return self._zoom
+
     def fit(self) -> None:
         self.fitInView(self._image, Qt.KeepAspectRatio)
         self._zoom = self.transform().m11()
+
+    def zoom_by(self, factor: float) -> None:
+        self.scale(factor, factor)
+        self._zoom *= factor
+        self._emit_view()
 
     def set_view(self, zoom: float, centre: QPointF) -> None:
         if self._syncing:
@@ -95,24 +220,64 @@ class ImageView(QGraphicsView):
         if not self._syncing:
             self.viewChanged.emit(self._zoom, self.mapToScene(self.viewport().rect().center()))
 
-    def wheelEvent(self, event):
-        factor = 1.2 if event.angleDelta().y() > 0 else 1 / 1.2
-        self.scale(factor, factor)
-        self._zoom *= factor
-        self._emit_view()
-
     def scrollContentsBy(self, dx, dy):
         super().scrollContentsBy(dx, dy)
         self._emit_view()
 
-    def mousePressEvent(self, event):
-        if event.button() == Qt.RightButton:
-            self._wl_origin = event.position()
+    def wheelEvent(self, event):
+        delta = event.angleDelta().y()
+        if event.modifiers() & Qt.ControlModifier:
+            self.zoom_by(1.2 ** (delta / _NOTCH))
             return
-        super().mousePressEvent(event)
+        self._wheel_rest += delta
+        notches = int(self._wheel_rest / _NOTCH)
+        if notches:
+            self._wheel_rest -= notches * _NOTCH
+            self.step.emit(-notches)  # rolling the wheel towards oneself (negative delta) goes to the next slice
+
+    # ------------------------------------------------------------------ rulers
+    @property
+    def ruler_tool(self) -> bool:
+        return self._ruler_tool
+
+    def set_ruler_tool(self, on: bool) -> None:
+        self._ruler_tool = on
+        self.setDragMode(QGraphicsView.NoDrag if on else QGraphicsView.ScrollHandDrag)
+        self.viewport().setCursor(Qt.CrossCursor if on else Qt.OpenHandCursor)
+
+    @property
+    def measurements(self) -> list[RulerItem]:
+        return list(self._rulers)
+
+    def clear_measurements(self) -> None:
+        for ruler in self._rulers:
+            self.scene().removeItem(ruler)
+        self._rulers.clear()
+        self._drawing = None
+
+    def _pixel_at(self, position) -> QPointF:
+        return self._image.mapFromScene(self.mapToScene(position.toPoint()))
+
+    # ------------------------------------------------------------------ mouse
+    def mousePressEvent(self, event):
+        button = event.button()
+        if button == Qt.RightButton:
+            self._wl_origin = event.position()
+        elif button == self.zoom_button:
+            self._zoom_origin = event.position()
+        elif button == Qt.LeftButton and self._ruler_tool and self._unit is not None:
+            self._drawing = RulerItem(self._pixel_at(event.position()), self._geometry, self._image)
+            self._rulers.append(self._drawing)
+        else:
+            super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event):
-        self._wl_origin = None
+        self._wl_origin = self._zoom_origin = None
+        if self._drawing is not None and event.button() == Qt.LeftButton:
+            ruler, self._drawing = self._drawing, None
+            ruler.set_end(self._pixel_at(event.position()))
+            self.measured.emit(ruler.distance)
+            return
         super().mouseReleaseEvent(event)
 
     def mouseMoveEvent(self, event):
@@ -121,8 +286,17 @@ class ImageView(QGraphicsView):
             self._wl_origin = event.position()
             self.windowDrag.emit(-delta.y() / 400.0, delta.x() / 400.0)
             return
-        p = self._image.mapFromScene(self.mapToScene(event.position().toPoint()))
-        w, h = self._image.pixmap().width(), self._image.pixmap().height()
-        x, y = int(p.x()), int(p.y())
-        self.cursorMoved.emit(x if 0 <= x < w and 0 <= y < h else -1, y if 0 <= x < w and 0 <= y < h else -1)
+        if self._zoom_origin is not None:
+            dy = event.position().y() - self._zoom_origin.y()
+            self._zoom_origin = event.position()
+            self.zoom_by(1.01 ** -dy)
+            return
+        if self._drawing is not None:
+            self._drawing.set_end(self._pixel_at(event.position()))
+        self._emit_cursor(self._pixel_at(event.position()))
         super().mouseMoveEvent(event)
+
+    def _emit_cursor(self, p: QPointF) -> None:
+        x, y = math.floor(p.x()), math.floor(p.y())
+        inside = self._unit is not None and 0 <= x < self._unit.shape[1] and 0 <= y < self._unit.shape[0]
+        self.cursorMoved.emit(x if inside else -1, y if inside else -1)
