@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from brainmri_desktop.core.io.dicom import DICOM_SUFFIXES
 from brainmri_desktop.core.io.images import IMAGE_SUFFIXES
 
 TUMOUR_NAMES = {"yes", "tumor", "tumour", "glioma", "meningioma", "pituitary", "1"}
 NO_TUMOUR_NAMES = {"no", "notumor", "no_tumor", "notumour", "no_tumour", "normal", "healthy", "0"}
-DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def _read_dataset(path: Path, data: bytes | None) -> pydicom.Dataset:
 
 def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        kind = text(ds, "Modality") or getattr(ds.get("SOPClassUID"), "name", "") or "dataset"
+        stored_as = getattr(getattr(ds, "file_meta", None), "get", lambda _: None)("MediaStorageSOPClassUID")
+        kind = text(ds, "Modality") or getattr(ds.get("SOPClassUID") or stored_as, "name", "") or "dataset"
         raise NotAnImageError(path, f"holds no image (a {kind} object without pixel data)")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)

@@ -57,10 +57,11 @@ def _png_chunks_fit(data: bytes) -> bool:
     return False
 
 
-def read_image(path: Path, series: SeriesInfo | None = None) -> Slice:
+def read_image(path: Path, series: SeriesInfo | None = None, data: bytes | None = None) -> Slice:
+    """One image file, or its bytes (a zip member shown as `path`)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except OSError as exc:
         raise UnreadableFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     if not data:
