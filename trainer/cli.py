@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from brainmri_desktop.core.preprocess import INTENSITY_SCALES  # noqa: E402
 
 from .augment import STRENGTHS  # noqa: E402
 from .config import DataRoot, TrainConfig, read_config  # noqa: E402
+from .train_graph import PRECISIONS  # noqa: E402
 
 
 def _config(args) -> TrainConfig:
@@ -22,7 +24,8 @@ def _config(args) -> TrainConfig:
     changes = {k: getattr(args, k, None) for k in ("arch", "epochs", "img_size", "seed", "batch_size", "augment",
                                                     "loss", "optimizer", "schedule", "backbone_weights",
                                                     "steps_per_epoch", "cache_dir", "strip_rim",
-                                                    "lesion_weight", "lesion_evidence", "intensity_scale")}
+                                                    "lesion_weight", "lesion_evidence", "intensity_scale",
+                                                    "precision", "workers")}
     if getattr(args, "exclude_source", None):
         changes["exclude_sources"] = list(args.exclude_source)
     cfg = cfg.override(**changes)
@@ -35,7 +38,7 @@ def _config(args) -> TrainConfig:
 def cmd_train(args) -> int:
     from .train import run
 
-    run(_config(args), args.out, resume=args.resume)
+    run(_config(args), args.out, resume=args.resume, command=args.command_line)
     return 0
 
 
@@ -106,6 +109,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lesion-evidence", action="store_true", default=None, dest="lesion_evidence",
                    help="let the logit read the peak of a tumour map on the Grad-CAM layer")
     p.add_argument("--exclude-source", action="append", help="keep a source out of training (leave-source-out)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="mixed_bfloat16 computes in bfloat16 (fast on a GPU); the exported package is float32 either way")
+    p.add_argument("--workers", type=int, help="processes that read the images and build the training batches")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,15 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leave-out", action="append", type=Path, default=[],
                    help="a run trained with --exclude-source: its figures go into the model card (repeatable)")
     p.set_defaults(func=cmd_export)
+    from .scope_fit import add_fit_scope_parser
+
+    add_fit_scope_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["brainmri-train", *argv])  # recorded with the run, for its model card
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, BrainMRIError) as exc:
-        print(f"brainmri-train: {exc}", file=sys.stderr)
+    except (ValueError, OSError, BrainMRIError) as exc:
+        print("brainmri-train: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the error
         return 2
 
 

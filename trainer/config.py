@@ -67,7 +67,8 @@ class TrainConfig:
     sensitivity_target: float = 0.95
     bootstrap: int = 500
     cache_dir: str | None = None
-    workers: int = 2
+    workers: int = 2  # processes that read the images and build the training batches
+    precision: str = "float32"  # or mixed_bfloat16 (computes in bfloat16 on a GPU); the export is float32
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -120,5 +121,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("lesion_weight must be 0 or more")
     if cfg.lesion_evidence and cfg.gradcam_layer is not None:
         raise ValueError("lesion_evidence reads the architecture's last block; it cannot be combined with gradcam_layer")
+    from .train_graph import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    if cfg.workers < 1:
+        raise ValueError("workers must be 1 or more")
     if not cfg.data:
         raise ValueError("no data roots given (--data DIR or [[data]] in the config)")

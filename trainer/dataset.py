@@ -18,8 +18,7 @@ import numpy as np
 
 from brainmri_desktop.core.errors import BrainMRIError
 from brainmri_desktop.core.io.study import read_file
-from brainmri_desktop.core.preprocess import (PreprocessSpec, Preprocessed, preprocess_slice, preprocess_values,
-                                              to_model_input)
+from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, preprocess_values
 
 from .data import Sample, tumour_mask
 from .dedup import dhash
@@ -125,13 +124,6 @@ def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | N
     return Cache(images, heads, errors, hashes, hashed, masks, has_mask)
 
 
-def batch_inputs(images_u8: np.ndarray, size: int, normalisation: str) -> np.ndarray:
-    """uint8 cache images as model input at `size` (shrunk for the low-resolution stages)."""
-    if images_u8.shape[1] != size:
-        images_u8 = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images_u8])
-    return to_model_input(images_u8.astype(np.float32) / 255.0, normalisation)
-
-
 @dataclass(frozen=True)
 class LesionTargets:
     """Where the tumour is, for the auxiliary lesion head: per-image regions, whether each is known, and the side of
@@ -149,30 +141,60 @@ class LesionTargets:
         return np.stack([share / 255.0, known], axis=-1)
 
 
-def make_sequence(images, labels, weights, batch_size, size, normalisation, augmenter=None, shuffle=True, seed=0,
-                  max_batches=None, lesion: LesionTargets | None = None):
-    """Batches for `fit`; with `lesion`, the targets are a dict for the classifier ('prob') and the lesion head."""
+def fixed_order(n: int, batch_size: int, rng: np.random.Generator | None, cover_all: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and weights (1 real, 0 padding) for batches that all hold `batch_size` images, so the compiled step sees
+    one input shape. Training (`cover_all` False) drops the ragged end of a shuffled epoch, which the next epoch's
+    order covers; evaluation pads its last batch with weight-0 repeats, so every image counts once. Fewer images
+    than a batch are repeated to fill one."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    real = np.ones(n, np.float32)
+    if n < batch_size or cover_all:
+        total = max(1, int(np.ceil(n / batch_size))) * batch_size
+        pad = total - n
+        order = np.concatenate([order, order[np.arange(pad) % n]])
+        real = np.concatenate([real, np.zeros(pad, np.float32) if cover_all else np.ones(pad, np.float32)])
+    keep = len(order) // batch_size * batch_size
+    return order[:keep], real[:keep]
+
+
+def uint8_batch(images_u8: np.ndarray, size: int) -> np.ndarray:
+    """uint8 cache images as the training graph's input (B, size, size, 1); normalisation happens on the device."""
+    if images_u8.shape[1] != size:
+        images_u8 = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images_u8])
+    return np.ascontiguousarray(images_u8[..., None])
+
+
+def make_sequence(images, labels, weights, batch_size, size, augmenter=None, shuffle=True, seed=0,
+                  max_batches=None, lesion: LesionTargets | None = None, workers: int = 1):
+    """Batches for `fit` in uint8 (see trainer/train_graph.py); with `lesion`, the targets are a dict for the
+    classifier ('prob') and the lesion head. With `workers` > 1, batches are built in that many processes (forked:
+    the images are shared, not copied), each augmenting its own batch."""
     import keras
 
     class Batches(keras.utils.PyDataset):
-        """Epoch-seeded order and augmentation, so a resumed run sees the batches an uninterrupted one would.
-        With `max_batches`, each epoch is a fresh random subset of that many batches."""
+        """Epoch-seeded order and augmentation, so a resumed run sees the batches an uninterrupted one would and a
+        batch does not depend on which worker built it. With `max_batches`, each epoch is a fresh random subset of
+        that many batches."""
 
         def __init__(self):
-            super().__init__(workers=1, use_multiprocessing=False)
+            super().__init__(workers=max(1, workers), use_multiprocessing=workers > 1,
+                             max_queue_size=max(10, 2 * workers))
             self.epoch = 0
             self._order()
 
         def _order(self):
-            rng = np.random.default_rng([seed, self.epoch])
-            self.order = rng.permutation(len(images)) if shuffle else np.arange(len(images))
+            rng = np.random.default_rng([seed, self.epoch]) if shuffle else None
+            self.order, self.real = fixed_order(len(images), batch_size, rng, cover_all=not shuffle)
 
         def __len__(self):
-            full = int(np.ceil(len(images) / batch_size))
+            full = len(self.order) // batch_size
             return min(full, max_batches) if max_batches else full
 
         def __getitem__(self, i):
-            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            if workers > 1:
+                cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
+            sel = slice(i * batch_size, (i + 1) * batch_size)
+            idx, real = self.order[sel], self.real[sel]
             batch = images[idx]
             masks = lesion.masks[idx] if lesion is not None else [None] * len(idx)
             if augmenter is not None:
@@ -180,12 +202,12 @@ def make_sequence(images, labels, weights, batch_size, size, normalisation, augm
                 pairs = [augmenter(im, m, rng) for im, m in zip(batch, masks)]
                 batch = np.stack([im for im, _m in pairs])
                 masks = [m for _im, m in pairs]
-            x = batch_inputs(batch, size, normalisation)
-            y, w = labels[idx].astype(np.float32), weights[idx].astype(np.float32)
+            x = uint8_batch(batch, size)
+            y, w = labels[idx].astype(np.float32), weights[idx].astype(np.float32) * real
             if lesion is None:
                 return x, y, w
             targets = lesion.batch(np.stack(masks), idx)
-            return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": np.ones_like(w)}
+            return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": real}
 
         def on_epoch_end(self):
             self.epoch += 1

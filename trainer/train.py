@@ -7,16 +7,17 @@ writes the last weights, the optimizer state and the run state, so `--resume` co
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from brainmri_desktop.core.augment import TTA_ORDER, apply_tta
+from brainmri_desktop.core.atomic import atomic_write_bytes, atomic_write_text
 from brainmri_desktop.core.inference import logit_function, run_logits
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
@@ -29,6 +30,7 @@ from .calibrate import (Calibration, calibrated, expected_calibration_error, fit
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, LesionTargets, build_cache, make_sequence
+from .train_graph import float32_copy, hardware, keep_outputs_float32, precision, uint8_trainee
 from .dedup import Grouping, group_samples
 from .metrics import with_intervals
 from .splits import Split, split_groups
@@ -170,14 +172,19 @@ class _Checkpoints:
     def load_state(self) -> dict | None:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else None
 
+    def save_weights(self, model, name: str) -> None:
+        # Keras writes the file itself; it goes into place whole, so a run killed mid-write still resumes.
+        tmp = self.dir / f"partial.{name}"
+        model.save_weights(tmp)
+        atomic_write_bytes(self.dir / name, tmp.read_bytes())
+        tmp.unlink()
+
     def save(self, model, state: dict) -> None:
-        model.save_weights(self.dir / "last.weights.h5")
-        opt = [np.asarray(v) for v in model.optimizer.variables]
-        np.savez(self.dir / "optimizer.tmp.npz", *opt)
-        os.replace(self.dir / "optimizer.tmp.npz", self.dir / "optimizer.npz")
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
+        self.save_weights(model, "last.weights.h5")
+        buffer = io.BytesIO()
+        np.savez(buffer, *[np.asarray(v) for v in model.optimizer.variables])
+        atomic_write_bytes(self.dir / "optimizer.npz", buffer.getvalue())
+        atomic_write_text(self.state_file, json.dumps(state, indent=1))
 
     def restore_optimizer(self, model) -> None:
         path = self.dir / "optimizer.npz"
@@ -192,7 +199,20 @@ class _Checkpoints:
                 v.assign(s)
 
 
-def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx, resume: bool = False, log=print):
+def _build_with_backbone(arch_cfg: ArchConfig):
+    """The model, or a ValueError naming the backbone weights that could not be had (offline, a missing file)."""
+    try:
+        return build(arch_cfg)
+    except Exception as exc:  # Keras raises a bare Exception when a download fails, ValueError on a bad file
+        if arch_cfg.backbone_weights == "random":
+            raise
+        where = "downloaded (no network?)" if arch_cfg.backbone_weights == "imagenet" else "read"
+        raise ValueError(f"backbone weights {arch_cfg.backbone_weights!r} could not be {where}: {exc}. "
+                         "Give a local weights file with --backbone-weights PATH, or random.") from exc
+
+
+def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx, resume: bool = False, log=print,
+        command: str = ""):
     """Train through every stage; returns the model with its best weights (by validation AUC) and the history."""
     import keras
 
@@ -200,8 +220,14 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     ckpt = _Checkpoints(run_dir)
     state = ckpt.load_state() if resume else None
     state = state or {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "wait": 0, "history": [], "stopped": False}
-    model = build(ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
-                             lesion_evidence=cfg.lesion_evidence))
+    # Each session (a first run, each --resume) says where it ran, for how long and how it was started.
+    session = {"command": command, **hardware(), "precision": cfg.precision, "workers": cfg.workers,
+               "epochs": [state["epoch"], state["epoch"]], "seconds": 0.0}
+    state.setdefault("sessions", []).append(session)
+    arch_cfg = ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
+                          lesion_evidence=cfg.lesion_evidence)
+    with precision(cfg.precision):
+        model = _build_with_backbone(arch_cfg)
     if cfg.init_from:  # a resumed run then loads its own checkpoint over these
         log(f"{load_weights_by_name(model, cfg.init_from)} layers start from {cfg.init_from}")
     # With lesion guidance the graph that trains has a second output; `model` shares its layers and is returned.
@@ -212,6 +238,8 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     weights = sample_weights(cfg, prepared, train_idx)
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     norm = spec_for(cfg).model_normalisation
+    keep_outputs_float32(trainee)
+    graph = uint8_trainee(trainee, norm)  # what trains and is checkpointed; `model` shares its layers
     start = 0
     for s_index, stage in enumerate(plan_stages(cfg)):
         end = start + stage.epochs
@@ -219,43 +247,55 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             start = end
             continue
         set_trainable(model, stage.trainable, cfg.unfreeze)
-        compile_model(trainee, stage, cfg, lesion_head=guided)
+        compile_model(graph, stage, cfg, lesion_head=guided)
         initial = state["epoch"]
         if initial > 0 and (ckpt.dir / "last.weights.h5").exists():
-            trainee.load_weights(ckpt.dir / "last.weights.h5")
+            graph.load_weights(ckpt.dir / "last.weights.h5")
             if initial > start:  # resuming inside this stage: its optimizer state continues too
-                ckpt.restore_optimizer(trainee)
+                ckpt.restore_optimizer(graph)
         targets = {}
         if guided:
             grid = int(trainee(np.zeros((1, stage.size, stage.size, 3), np.float32), training=False)["lesion"].shape[1])
             targets = {part: LesionTargets(prepared.cache.masks[idx], prepared.cache.has_mask[idx], grid)
                        for part, idx in (("train", train_idx), ("val", val_idx))}
         train_seq = make_sequence(prepared.images(train_idx), prepared.labels[train_idx], weights, cfg.batch_size,
-                                  stage.size, norm, augmenter, shuffle=True, seed=cfg.seed,
-                                  max_batches=cfg.steps_per_epoch, lesion=targets.get("train"))
+                                  stage.size, augmenter, shuffle=True, seed=cfg.seed,
+                                  max_batches=cfg.steps_per_epoch, lesion=targets.get("train"), workers=cfg.workers)
         train_seq.epoch = initial
         train_seq._order()
         val_seq = make_sequence(prepared.images(val_idx), prepared.labels[val_idx],
-                                np.ones(len(val_idx), np.float32), 64, stage.size, norm, shuffle=False,
-                                lesion=targets.get("val"))
+                                np.ones(len(val_idx), np.float32), 64, stage.size, shuffle=False,
+                                lesion=targets.get("val"), workers=cfg.workers)
         final_stage = s_index == len(plan_stages(cfg)) - 1
 
         class RunState(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                self.started = time.time()
+                self.started, self.batch_ends = time.time(), []
                 if cfg.schedule == "cosine":
                     self.model.optimizer.learning_rate.assign(cosine_lr(stage.lr, epoch - start, cfg.warmup_epochs))
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.batch_ends.append(time.perf_counter())
+
+            def on_test_begin(self, logs=None):
+                self.batch_ends.append(time.perf_counter())  # the epoch's training part ends where validation begins
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = dict(logs or {})
                 auc = float(logs.get(monitor, 0.0))
+                # The first batch (which may compile) is left out: the rate is that of the loop as it runs.
+                steps = len(self.batch_ends) - 2
+                rate = steps * cfg.batch_size / (self.batch_ends[-1] - self.batch_ends[0]) if steps > 0 else None
                 state["history"].append({"epoch": epoch + 1, "stage": stage.name, "size": stage.size,
                                          "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+                                         "images_per_second": rate,
                                          **{k: float(v) for k, v in logs.items() if k != "learning_rate"}})
+                if rate:
+                    log(f"epoch {epoch + 1}: {rate:.0f} images/s in training")
                 state["epoch"] = epoch + 1
                 if auc > state["best_auc"] and stage.size == cfg.img_size:
                     state.update(best_auc=auc, best_epoch=epoch + 1, wait=0)
-                    self.model.save_weights(ckpt.dir / "best.weights.h5")
+                    ckpt.save_weights(self.model, "best.weights.h5")
                 elif final_stage:
                     state["wait"] += 1
                     if state["wait"] >= cfg.patience:
@@ -264,6 +304,8 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                         log(f"early stopping after epoch {epoch + 1}: validation AUC has not improved for {cfg.patience}")
                 # Kept in the checkpoint so that a resumed run reports the epochs of every session, not its own.
                 state["epoch_seconds"] = state.get("epoch_seconds", 0.0) + time.time() - self.started
+                session["epochs"][1] = epoch + 1
+                session["seconds"] = round(session["seconds"] + time.time() - self.started, 1)
                 ckpt.save(self.model, state)
 
         callbacks = [RunState()]
@@ -271,15 +313,16 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
                                                                patience=2, min_lr=1e-6, verbose=1))
         log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
-        trainee.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
-                    verbose=2)
+        graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
+                  verbose=2)
         start = end
     # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
     for name in ("best.weights.h5", "last.weights.h5"):
         if (ckpt.dir / name).exists():
-            trainee.load_weights(ckpt.dir / name)
+            graph.load_weights(ckpt.dir / name)
             break
-    return model, state
+    # What is saved and exported computes in float32 whatever the training precision.
+    return (model if cfg.precision == "float32" else float32_copy(model, lambda: build(replace(arch_cfg, backbone_weights="random")))), state
 
 
 def view_logits(model, images_u8: np.ndarray, normalisation: str, views: int) -> np.ndarray:
@@ -326,14 +369,14 @@ def evaluate_predictions(cfg, logits_val, y_val, src_val, logits_test, y_test, s
     return out
 
 
-def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dict:
+def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, command: str = "") -> dict:
     """The whole `train` command: writes config, split, checkpoints, model, results and plots into run_dir."""
     from .plots import write_run_plots
 
     validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     t0 = time.time()
     prepared = prepare(cfg, Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache")
     split = prepared.split
@@ -344,12 +387,13 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
     log(f"{len(prepared.samples)} images ({len(prepared.unreadable)} unreadable skipped); "
         f"{prepared.grouping.merged_images} images in near-duplicate groups ({prepared.grouping.linked_pairs} links); "
         f"train {len(train_idx)}, validation {len(val_idx)}, test {len(split.test)}")
-    (run_dir / "split.json").write_text(json.dumps({
+    atomic_write_text(run_dir / "split.json", json.dumps({
         part: [str(prepared.samples[i].path) for i in idx]
         for part, idx in (("train", train_idx), ("val", val_idx), ("test", split.test))}, indent=0))
     # Early stopping and the best epoch look only at the sources that train: a left-out source must not pick the epoch.
     log(f"early stopping watches {int(calib_mask.sum())} validation images of the training sources")
-    model, state = fit(cfg, prepared, run_dir, train_idx, val_idx[calib_mask], resume=resume, log=log)
+    model, state = fit(cfg, prepared, run_dir, train_idx, val_idx[calib_mask], resume=resume, log=log,
+                       command=command)
     model.save(run_dir / "model.keras")
     norm = spec_for(cfg).model_normalisation
     views_val = view_logits(model, prepared.images(val_idx), norm, cfg.tta_eval)
@@ -371,6 +415,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
         "default_tta": best_k, "tta_comparison": tta_summary,
         "epochs_trained": state["epoch"], "best_epoch": state["best_epoch"],
         "train_seconds": round(time.time() - t0, 1), "epoch_seconds": round(state.get("epoch_seconds", 0.0), 1),
+        "sessions": state["sessions"],
         "trainer_version": __version__,
         "data": summary(prepared.samples), "unreadable": prepared.unreadable,
         "duplicate_groups": {"max_distance": cfg.dedup_distance, "links": prepared.grouping.linked_pairs,
@@ -383,7 +428,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print) -> dic
     np.savez(run_dir / "predictions.npz", val_logits=views_val, val_labels=y_val, val_sources=src_val,
              test_logits=views_test if views_test is not None else np.zeros((0, 0)), test_labels=y_test,
              test_sources=src_test)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
     calibration = Calibration(results["temperature"], results["logit_bias"])
     write_run_plots(run_dir, state["history"], calibrated(views_val[:best_k].mean(0), calibration), y_val,
                     results["threshold"]["threshold"])

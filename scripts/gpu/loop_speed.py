@@ -1,6 +1,6 @@
 """Images per second of the whole training loop (input pipeline, augmentation and training step) on generated data.
 
-    KERAS_BACKEND=jax python scripts/gpu/loop_speed.py --arch resnet50 --size 112 --batch 16 --steps 30
+    KERAS_BACKEND=jax python scripts/gpu/loop_speed.py --arch resnet50 --size 112 --batch 16 --steps 30 --workers 2
 
 Prints one JSON line; the first epoch (compilation) is not counted.
 """
@@ -21,6 +21,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--augment", default="heavy")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--precision", default="float32")
     args = p.parse_args()
     import keras
 
@@ -29,21 +31,25 @@ def main() -> None:
     from trainer.config import TrainConfig
     from trainer.dataset import make_sequence
     from trainer.train import Stage, compile_model
+    from trainer.train_graph import keep_outputs_float32, precision, uint8_trainee
 
     rng = np.random.default_rng(0)
     n = args.batch * args.steps
     images = rng.integers(0, 255, (n, args.size, args.size), dtype=np.uint8)
     labels = rng.integers(0, 2, n)
-    model = build(ArchConfig(arch=args.arch))
+    with precision(args.precision):
+        classifier = build(ArchConfig(arch=args.arch))
+    keep_outputs_float32(classifier)
+    model = uint8_trainee(classifier, "resnet50" if args.arch == "resnet50" else "unit")
     compile_model(model, Stage("all", 1, args.size, 1e-3, "adam", "all"), TrainConfig())
-    norm = "resnet50" if args.arch == "resnet50" else "unit"
-    seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size, norm,
-                        build_augmenter(args.augment), shuffle=True)
+    seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size, build_augmenter(args.augment),
+                        shuffle=True, workers=args.workers)
     model.fit(seq, epochs=1, steps_per_epoch=2, verbose=0)  # compilation
     t0 = time.perf_counter()
     model.fit(seq, epochs=1, verbose=0)
     dt = time.perf_counter() - t0
     print(json.dumps({"backend": keras.backend.backend(), "arch": args.arch, "size": args.size, "batch": args.batch,
+                      "workers": args.workers, "precision": args.precision,
                       "steps": len(seq), "seconds": round(dt, 2), "images_per_second": round(len(seq) * args.batch / dt, 1)}))
 
 
