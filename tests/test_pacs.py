@@ -162,3 +162,173 @@ def test_send_sr_and_overlays_then_read_them_back(orthanc, study, tmp_path):
     assert capture.BurnedInAnnotation == "YES" and capture.ImageComments == LABEL and capture.PatientID == PATIENT_ID
     assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == refs[-1]
     assert capture.pixel_array.shape == (64, 64, 3)
+
+
+class _Misbehaving(http.server.BaseHTTPRequestHandler):
+    """Answers every request after `delay` seconds with `body` (and `content_type`), as a broken server would."""
+
+    delay = 0.0
+    body = b""
+    content_type = "application/dicom+json"
+
+    def do_GET(self):
+        time.sleep(self.delay)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", self.content_type)
+            self.send_header("Content-Length", str(len(self.body)))
+            self.end_headers()
+            self.wfile.write(self.body)
+        except OSError:
+            pass  # the client gave up first: that is the point of the slow server
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def misbehaving():
+    servers = []
+
+    def start(**attributes) -> str:
+        handler = type("Handler", (_Misbehaving,), attributes)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _nothing_written() -> bool:
+    cache = StudyCache()
+    return not any(p.is_file() for p in cache.root.rglob("*")) if cache.root.exists() else True
+
+
+def test_server_down_is_one_clear_error():
+    from .orthanc import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/dicom-web"
+    with pytest.raises(PacsError, match="cannot be reached") as caught:
+        find_studies(client_for(url), StudyQuery())
+    assert caught.value.path == url
+    with pytest.raises(PacsError, match="cannot be reached"):
+        retrieve_study(client_for(url), StudyCache(), generate_uid())
+    assert _nothing_written()
+
+
+def test_slow_server_times_out(misbehaving):
+    url = misbehaving(delay=3.0, body=b"[]")
+    started = time.monotonic()
+    with pytest.raises(PacsError, match=r"no answer within 0.5 s while searching"):
+        find_studies(client_for(url, timeout_s=0.5), StudyQuery())
+    assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"<html>login page</html>", "text/html"),
+    (b'{"not": "a list"}', "application/dicom+json"),
+    (b'[{"0020000D": {"vr": "UI", "Value": ["../../etc"]}}]', "application/dicom+json"),
+    (b'[{"0020000D": {"vr": "XX", "Value": 5}}]', "application/dicom+json"),
+])
+def test_garbage_answers_are_one_clear_error(misbehaving, body, content_type):
+    url = misbehaving(body=body, content_type=content_type)
+    with pytest.raises(PacsError, match="not DICOMweb"):
+        find_studies(client_for(url), StudyQuery())
+
+
+def test_garbage_retrieve_leaves_nothing_in_the_cache(misbehaving):
+    study_uid, series_uid = generate_uid(), generate_uid()
+    series = f'[{{"0020000E": {{"vr": "UI", "Value": ["{series_uid}"]}}, "00201209": {{"vr": "IS", "Value": [2]}}}}]'
+    boundary = "b0undary"
+    multipart = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\nnot a DICOM file at all\r\n"
+                 f"--{boundary}--").encode()
+
+    class Handler(_Misbehaving):
+        def do_GET(self):
+            wado = "/series/" in self.path and "?" not in self.path.split("/series/")[-1] and "/series/" + series_uid in self.path
+            self.body = multipart if wado else series.encode()
+            self.content_type = (f'multipart/related; type="application/dicom"; boundary={boundary}' if wado
+                                 else "application/dicom+json")
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(PacsError, match="not DICOMweb while retrieving"):
+            retrieve_study(client_for(f"http://127.0.0.1:{server.server_address[1]}/dicom-web"), StudyCache(),
+                           study_uid)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _nothing_written()
+
+
+def test_authentication(tmp_path):
+    server = start_orthanc(tmp_path / "orthanc", users={"reader": "correct horse"})
+    try:
+        with pytest.raises(PacsError, match="refused the credentials") as caught:
+            find_studies(client_for(server.dicomweb, username="reader", password="wrong"), StudyQuery())
+        assert "wrong" not in str(caught.value)
+        with pytest.raises(PacsError, match="refused the credentials"):
+            find_studies(client_for(server.dicomweb), StudyQuery())
+        assert find_studies(client_for(server.dicomweb, username="reader", password="correct horse"),
+                            StudyQuery()) == []
+        in_url = ServerSettings(server.dicomweb.replace("http://", "http://reader:correct%20horse@"))
+        assert find_studies(PacsClient(in_url), StudyQuery()) == []
+        assert "correct" not in repr(in_url) + in_url.url + str(in_url.to_dict()) + repr(PacsClient(in_url))
+    finally:
+        server.stop()
+
+
+def test_bearer_token_is_sent_and_never_shown(misbehaving):
+    seen = []
+
+    class Handler(_Misbehaving):
+        body = b"[]"
+
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = ServerSettings(f"http://127.0.0.1:{server.server_address[1]}/dicom-web", token="t0ken-secret")
+        assert find_studies(PacsClient(settings), StudyQuery()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["Bearer t0ken-secret"]
+    assert "t0ken" not in repr(settings) + str(settings.to_dict())
+
+
+def test_retrieve_cancelled_halfway_leaves_nothing_half_written(orthanc, study):
+    progress = []
+    with pytest.raises(CancelledError):
+        retrieve_study(client_for(orthanc.dicomweb), StudyCache(), study,
+                       progress=lambda done, total: progress.append(done), cancel=lambda: len(progress) >= SLICES // 2)
+    assert len(progress) == SLICES // 2
+    assert _nothing_written()
+    result = retrieve_study(client_for(orthanc.dicomweb), StudyCache(), study)
+    assert len(result.paths) == SLICES + 1 and result.from_cache == 0
+
+
+def test_cache_is_bounded_least_recently_used_first_and_cleared_on_request(orthanc, study, tmp_path):
+    other = generate_uid()
+    for path in scanner_series(tmp_path / "other", other, n=3):
+        orthanc.upload(path)
+    client = client_for(orthanc.dicomweb)
+    first = retrieve_study(client, StudyCache(), study)
+    size = StudyCache().size()
+    os.utime(first.paths[0].parents[1], (1, 1))  # long unused
+    small = StudyCache(max_bytes=size // 2)
+    retrieve_study(client, small, other)
+    assert [p.name for p in small.studies()] == [other]
+    assert not first.paths[0].exists()
+    small.clear()
+    assert small.size() == 0 and _nothing_written()

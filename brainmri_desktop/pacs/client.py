@@ -49,6 +49,9 @@ class PacsClient:
         elif settings.username:
             session.auth = (settings.username, settings.password)
         self._web = DICOMwebClient(settings.url, session=session, timeout=settings.timeout_s)
+        # Its default retries every failure five times with exponential waits: a server that is down would keep the
+        # reader waiting for minutes before the message. One attempt; the reader can try again.
+        self._web.set_http_retry_params(retry=False)
 
     def __repr__(self) -> str:
         return f"PacsClient({self.settings.public_url})"
@@ -68,12 +71,13 @@ class PacsClient:
             raise self.error(f"cannot be reached while {doing} (is the server running, is the URL right?)") from None
         except requests.HTTPError as exc:
             raise self.error(f"{_http_reason(exc)} while {doing}") from None
-        except requests.RequestException as exc:
-            raise self.error(f"network failure while {doing} ({type(exc).__name__})") from None
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError,
                 pydicom.errors.InvalidDicomError) as exc:
-            # JSON that does not parse, multipart without parts, parts that are not DICOM: not a DICOMweb answer.
+            # JSON that does not parse (requests' JSONDecodeError is a ValueError too), multipart without parts,
+            # parts that are not DICOM: not a DICOMweb answer.
             raise self.error(f"answered something that is not DICOMweb while {doing} ({type(exc).__name__})") from None
+        except requests.RequestException as exc:
+            raise self.error(f"network failure while {doing} ({type(exc).__name__})") from None
 
     def call(self, doing: str, fn: Callable[[], T]) -> T:
         with self._translated(doing):
