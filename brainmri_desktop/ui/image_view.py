@@ -21,9 +21,16 @@ MOUSE_GESTURES = (
     ("Wheel", "Previous / next slice"),
     ("Ctrl+Wheel", "Zoom"),
     ("Middle drag", "Zoom (drag up to zoom in)"),
-    ("Left drag", "Pan; with the ruler tool on, measure a distance"),
+    ("Left drag", "Pan (with the ruler tool on: measure a distance)"),
     ("Right drag", "Window/level: up/down moves the centre, left/right the width"),
 )
+
+
+def mouse_help() -> str:
+    """The gestures in one line, for a view's tooltip."""
+    return "; ".join(f"{what}: {does.lower()}" for what, does in MOUSE_GESTURES) + "."
+
+
 _NOTCH = 120  # angleDelta of one wheel notch; touchpads send smaller steps that add up to it
 
 _JET = None
@@ -117,6 +124,7 @@ class ImageView(QGraphicsView):
         self._inverted = False
         self._orientation = Orientation()
         self._geometry = PixelGeometry()
+        self._geometry_key: object = None
         self._ruler_tool = False
         self._rulers: list[RulerItem] = []
         self._drawing: RulerItem | None = None
@@ -147,12 +155,13 @@ class ImageView(QGraphicsView):
     def set_overlay_visible(self, visible: bool) -> None:
         self._overlay.setVisible(visible)
 
-    def set_geometry(self, geometry: PixelGeometry | None) -> None:
-        """The shown slice's geometry, for the ruler; a different slice's geometry clears the rulers."""
+    def set_geometry(self, geometry: PixelGeometry | None, key: object = None) -> None:
+        """The shown slice's geometry, for the ruler, and a key naming the slice (its index, say). Rulers belong to
+        one slice: another key or geometry clears them; the same again (a window change redraws) keeps them."""
         geometry = geometry or PixelGeometry()
-        if geometry != self._geometry:
+        if (geometry, key) != (self._geometry, self._geometry_key):
             self.clear_measurements()
-        self._geometry = geometry
+        self._geometry, self._geometry_key = geometry, key
 
     def _render(self) -> None:
         unit = 1.0 - self._unit if self._inverted else self._unit
