@@ -65,10 +65,6 @@ def _all_text(model) -> str:
     return "\n".join(out)
 
 
-def _series_index(browser, uid):
-    return browser._rows[uid].index().siblingAtColumn(NAME)
-
-
 def test_tree_groups_patients_studies_and_series_with_counts(browser):
     m = browser.model
     assert _texts(m) == ["Patient 1 (identity hidden)", "Patient 2 (identity hidden)"]
@@ -82,7 +78,7 @@ def test_tree_groups_patients_studies_and_series_with_counts(browser):
 
 
 def test_clicking_a_series_emits_its_uid_and_indices_map_back(qtbot, browser, slices):
-    index = _series_index(browser, T1.uid)
+    index = browser.series_index(T1.uid)
     rect = browser.tree.visualRect(index)
     with qtbot.waitSignal(browser.seriesSelected, timeout=1000) as signal:
         qtbot.mouseClick(browser.tree.viewport(), Qt.LeftButton, pos=rect.center())
@@ -110,25 +106,40 @@ def test_selecting_a_patient_or_study_row_emits_nothing(qtbot, browser):
 
 def test_each_series_has_a_thumbnail_of_its_middle_slice(browser):
     for uid in (T1.uid, T2.uid, FLAIR_OLD.uid, BOB_T1.uid):
-        icon = _series_index(browser, uid).data(Qt.DecorationRole)
+        icon = browser.series_index(uid).data(Qt.DecorationRole)
         assert icon is not None and not icon.isNull()
-    pixmap = _series_index(browser, T1.uid).data(Qt.DecorationRole).pixmap(THUMB, THUMB)
+    pixmap = browser.series_index(T1.uid).data(Qt.DecorationRole).pixmap(THUMB, THUMB)
     assert max(pixmap.width(), pixmap.height()) == THUMB and pixmap.width() > pixmap.height()
     # T1 has 3 slices: the middle one has value 100, half-way up the window (100, 200): mid grey.
     assert pixmap.toImage().pixelColor(pixmap.width() // 2, pixmap.height() // 2).value() == pytest.approx(127, abs=2)
     # T2 has 4: its middle (index 2, value 200) is white in that window.
-    pixmap = _series_index(browser, T2.uid).data(Qt.DecorationRole).pixmap(THUMB, THUMB)
+    pixmap = browser.series_index(T2.uid).data(Qt.DecorationRole).pixmap(THUMB, THUMB)
     assert pixmap.toImage().pixelColor(pixmap.width() // 2, pixmap.height() // 2).value() == 255
 
 
 def test_scope_badge_shows_the_reason(browser):
     browser.set_scope({T1.uid: None, T2.uid: "diffusion-weighted series (b = 1000)"})
-    t1 = browser._rows[T1.uid].index()
-    t2 = browser._rows[T2.uid].index()
+    t1 = browser.series_index(T1.uid, SCOPE)
+    t2 = browser.series_index(T2.uid, SCOPE)
     assert t1.data() == "in scope"
     assert "out of scope" in t2.data() and "b = 1000" in t2.data(Qt.ToolTipRole)
-    assert browser._rows[FLAIR_OLD.uid].index().data() == ""  # not checked: no badge
-    assert t2.siblingAtColumn(SCOPE) == t2
+    assert browser.series_index(FLAIR_OLD.uid, SCOPE).data() == ""  # not checked: no badge
+
+
+def test_scope_badge_reads_verdicts_with_a_status(browser):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Verdict:  # the shape of core.scope.ScopeVerdict
+        status: str
+        reason: str = ""
+
+    browser.set_scope({T1.uid: Verdict("undecided", "the headers do not give the slice orientation"),
+                       T2.uid: Verdict("out", "a diffusion image"), FLAIR_OLD.uid: Verdict("in")})
+    assert browser.series_index(T1.uid, SCOPE).data() == "scope not decided"
+    assert "orientation" in browser.series_index(T1.uid, SCOPE).data(Qt.ToolTipRole)
+    assert "out of scope" in browser.series_index(T2.uid, SCOPE).data()
+    assert browser.series_index(FLAIR_OLD.uid, SCOPE).data() == "in scope"
 
 
 def test_scope_given_before_the_slices_shows_once_they_arrive(qtbot, slices):
@@ -136,7 +147,7 @@ def test_scope_given_before_the_slices_shows_once_they_arrive(qtbot, slices):
     qtbot.addWidget(b)
     b.set_scope({BOB_T1.uid: "not a brain MRI"})
     b.set_slices(slices)
-    assert "out of scope" in b._rows[BOB_T1.uid].index().data()
+    assert "out of scope" in b.series_index(BOB_T1.uid, SCOPE).data()
 
 
 def test_patient_identity_hidden_by_default_and_shown_on_request(browser):
@@ -171,4 +182,4 @@ def test_loading_again_replaces_the_tree(browser):
 
 
 def test_series_rows_carry_their_uid(browser):
-    assert _series_index(browser, T2.uid).data(UID_ROLE) == T2.uid
+    assert browser.series_index(T2.uid).data(UID_ROLE) == T2.uid

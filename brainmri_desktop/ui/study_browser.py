@@ -18,7 +18,7 @@ from .image_view import grey_qimage
 THUMB = 64  # px, the longer side of a thumbnail
 UID_ROLE = Qt.UserRole + 1
 NAME, COUNT, SCOPE = range(3)
-OUT_OF_SCOPE, IN_SCOPE = "out of scope", "in scope"
+OUT_OF_SCOPE, IN_SCOPE, UNDECIDED = "out of scope", "in scope", "scope not decided"
 
 
 @dataclass
@@ -95,6 +95,23 @@ def thumbnail(slice_: Slice) -> QPixmap:
     return QPixmap.fromImage(grey_qimage(small))
 
 
+def scope_badge(verdict) -> tuple[str, str, QColor]:
+    """(text, tooltip, colour) of the scope column for a reason string (out), None (in) or a verdict object."""
+    if verdict is None:
+        status, reason = "in", ""
+    elif isinstance(verdict, str):
+        status, reason = "out", verdict
+    else:
+        status, reason = verdict.status, verdict.reason
+    if status == "out":
+        return (f"\u26a0 {OUT_OF_SCOPE}", f"Outside what the model was made for: {reason}. "
+                "Its results here are not a triage.", QColor(235, 150, 60))
+    if status == "in":
+        return IN_SCOPE, "The model was made for this kind of series.", QColor(110, 200, 130)
+    reason = reason or "Nothing in the files tells whether the model was made for this series."
+    return UNDECIDED, reason, QColor(170, 170, 170)
+
+
 class StudyBrowser(QWidget):
     seriesSelected = Signal(str)  # the series UID
 
@@ -114,7 +131,7 @@ class StudyBrowser(QWidget):
         self._groups: list[PatientGroup] = []
         self._series: dict[str, SeriesGroup] = {}
         self._rows: dict[str, QStandardItem] = {}
-        self._scope: dict[str, str | None] = {}
+        self._scope: dict[str, object] = {}
         self._hidden = True
 
     # ---------------------------------------------------------------- content
@@ -155,9 +172,10 @@ class StudyBrowser(QWidget):
         return [name, self._count_item(n), scope]
 
     # ------------------------------------------------------------------ scope
-    def set_scope(self, verdicts: Mapping[str, str | None]) -> None:
-        """Per series UID: the reason it is out of the model's scope, or None when it is in scope. Series not in
-        `verdicts` show nothing (not checked yet)."""
+    def set_scope(self, verdicts: Mapping[str, object]) -> None:
+        """Per series UID: the reason it is out of the model's scope, or None when it is in scope; or a verdict with
+        `status` ("in", "out", "undecided") and `reason` (core.scope.ScopeVerdict). Series not in `verdicts` show
+        nothing (not checked yet)."""
         self._scope.update(verdicts)
         for uid in verdicts:
             if uid in self._rows:
@@ -165,15 +183,11 @@ class StudyBrowser(QWidget):
 
     def _show_scope(self, uid: str) -> None:
         item = self._rows[uid]
-        if uid not in self._scope:
-            item.setText("")
-            item.setToolTip("")
-            return
-        reason = self._scope[uid]
-        item.setText(IN_SCOPE if reason is None else f"\u26a0 {OUT_OF_SCOPE}")
-        item.setForeground(QColor(110, 200, 130) if reason is None else QColor(235, 150, 60))
-        item.setToolTip("The model was made for this kind of series." if reason is None else
-                        f"Outside what the model was made for: {reason}. Its results here are not a triage.")
+        text, tip, colour = scope_badge(self._scope[uid]) if uid in self._scope else ("", "", None)
+        item.setText(text)
+        item.setToolTip(tip)
+        if colour is not None:
+            item.setForeground(colour)
 
     # -------------------------------------------------------------- identity
     @property
@@ -193,9 +207,13 @@ class StudyBrowser(QWidget):
         """Positions, in the list given to set_slices, of the series' slices."""
         return list(self._series[uid].indices)
 
+    def series_index(self, uid: str, column: int = NAME) -> QModelIndex:
+        """The model index of a series' row, in a column (NAME, COUNT or SCOPE)."""
+        return self._rows[uid].index().siblingAtColumn(column)
+
     def select_series(self, uid: str) -> None:
         if uid in self._rows:
-            self.tree.setCurrentIndex(self._rows[uid].index().siblingAtColumn(NAME))
+            self.tree.setCurrentIndex(self.series_index(uid))
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         uid = current.siblingAtColumn(NAME).data(UID_ROLE)
