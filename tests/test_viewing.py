@@ -459,3 +459,33 @@ def test_cine_bar_sets_speed_and_follows_the_controller(qtbot):
     assert not cine.running and not bar.play.isChecked()
     bar.play.click()
     assert not cine.running
+
+
+def test_each_series_keeps_its_slice_view_and_window(qtbot, pair, settings):
+    from brainmri_desktop.ui.viewing import SeriesMemory
+
+    bar = WindowLevelBar(settings)
+    qtbot.addWidget(bar)
+    memory = SeriesMemory()
+    bar.set_slice(_slice(), reset=True)
+    for v in pair:
+        v.set_orientation(Orientation(1, False))
+        v.set_inverted(True)
+    pair[0].zoom_by(2)
+    bar.set_window(300, 50)
+    zoom = pair[0].zoom
+    memory.save("series-a", 7, pair, bar)
+    # Another series: a fresh window and view.
+    bar.set_slice(_slice(window=(10.0, 20.0)), reset=True)
+    for v in pair:
+        v.set_orientation(Orientation())
+        v.set_inverted(False)
+        v.fit()
+    assert memory.index_of("series-b") is None and not memory.restore("series-b", pair, bar)
+    # Back to the first: its slice, orientation, inversion, zoom and window come back.
+    assert memory.index_of("series-a") == 7
+    bar.set_slice(_slice(), reset=True)
+    assert memory.restore("series-a", pair, bar)
+    assert bar.window == (300.0, 50.0)
+    for v in pair:
+        assert v.orientation == Orientation(1, False) and v.inverted and v.zoom == pytest.approx(zoom)

@@ -4,6 +4,8 @@ and the right-drag of the image views; and the pixel readout for the status bar.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QSettings, Signal
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QInputDia
 from ..core.geometry import readout
 from ..core.io.slices import Slice
 from ..core.preprocess import head_mask
+from .image_view import ImageView, ViewState
 
 HEADER, FULL, BRAIN = "Header", "Full range", "Brain"
 CT_BRAIN = (40.0, 80.0)  # centre, width in HU: the brain window of every CT reading room
@@ -184,3 +187,42 @@ class PixelReadout(QLabel):
             self.clear()
             return
         self.setText(readout(s, x, y))
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    """What the reader had set on a series: the slice they were on, the views' zoom, pan and orientation, the window."""
+
+    index: int
+    views: tuple[ViewState, ...]
+    window: tuple[float, float] | None
+
+
+class SeriesMemory:
+    """Each series' view, kept while the reader looks at another, given back when they return."""
+
+    def __init__(self):
+        self._kept: dict[str, SeriesView] = {}
+
+    def save(self, uid: str, index: int, views: Sequence[ImageView], bar: WindowLevelBar) -> None:
+        self._kept[uid] = SeriesView(index, tuple(v.view_state() for v in views), bar.window)
+
+    def index_of(self, uid: str) -> int | None:
+        """The slice the reader was on in that series; None for a series not seen yet."""
+        kept = self._kept.get(uid)
+        return kept.index if kept else None
+
+    def restore(self, uid: str, views: Sequence[ImageView], bar: WindowLevelBar) -> bool:
+        """Gives back zoom, pan, orientation and window. Call once the series' slice is shown and the bar has its
+        slice (showing a new image fits it, and a new series resets the window)."""
+        kept = self._kept.get(uid)
+        if kept is None:
+            return False
+        for view, state in zip(views, kept.views):
+            view.restore_state(state)
+        if kept.window is not None:
+            bar.set_window(*kept.window)
+        return True
+
+    def forget(self) -> None:
+        self._kept.clear()
