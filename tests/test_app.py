@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import cv2
 import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 
+from brainmri_desktop.core.session import INPUT_VIEW, SLICE_VIEW, Threshold
 from brainmri_desktop.ui.main_window import MainWindow
 
+from .pdf_text import pdf_text
 from .synthetic import head_image, write_dicom_series
 
 
@@ -18,40 +21,67 @@ def window(qtbot, model_dir, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
     w = MainWindow(models_dirs=[model_dir], settings=settings)
     qtbot.addWidget(w)
-    index = w.model_combo.findData("tiny-cnn")
-    w.model_combo.setCurrentIndex(index)
+    w.bar.choose("tiny-cnn")
     w.show()
     return w
 
 
 def _open_and_wait(qtbot, w, paths):
     w.open_paths(paths)
-    qtbot.waitUntil(lambda: bool(w.slices) and len(w.results) == len(w.slices) and w.infer_worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: w.session is not None and w.session.complete and w.triage.infer_worker is None,
+                    timeout=60000)
+
+
+def _set_threshold(window, threshold: float) -> None:
+    """Moves the model's main operating point, as another manifest would: the session decides again, nothing re-runs."""
+    m = window.session.manifest
+    window.session.manifest = replace(m, threshold=replace(m.threshold, threshold=threshold))
+    window._refresh_rows()
 
 
 def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_path):
     write_dicom_series(tmp_path / "series", n=6, tumour_slices=(2, 3))
     _open_and_wait(qtbot, window, [tmp_path / "series"])
-    table = window.table.model()
+    table = window.slice_list.table.model()
     assert table.rowCount() == 6
     probs = [table.index(r, 2).data(Qt.DisplayRole) for r in range(6)]
     assert all(p is not None and 0 <= p <= 1 for p in probs)
-    assert "Tumour probability" in window.result_text.toPlainText()
-    assert "Grad-CAM: not measured against tumour outlines" in window.result_text.toPlainText()
-    assert window.cam_view.has_overlay
+    text = window.result_panel.text.toPlainText()
+    assert "Tumour probability" in text and "Grad-CAM: not measured against tumour outlines" in text
+    assert "(Youden's J, chosen on synthetic" in text and "youden_j" not in text
+    qtbot.waitUntil(lambda: window.views.cam_view.has_overlay, timeout=30000)  # the map comes from a worker
+    assert window.session.cam(0, SLICE_VIEW).shape == window.session.slices[0].shape
     assert window.strip.count == 6 and len(window.strip.probabilities) == 6
 
 
 def test_next_flagged_slice_by_key(qtbot, window, tmp_path):
     write_dicom_series(tmp_path / "series", n=6)
     _open_and_wait(qtbot, window, [tmp_path / "series"])
-    threshold = min(r.probability for r in window.results.values()) + 1e-6
-    window.results = {i: r.__class__(**{**r.__dict__, "threshold": threshold}) for i, r in window.results.items()}
-    flagged = sorted(i for i, r in window.results.items() if r.flagged)
-    assert flagged
-    window.select_slice(0)
+    probs = sorted(r.probability for r in window.session.results.values())
+    _set_threshold(window, probs[-3] - 1e-9)  # three flagged
+    flagged = window.session.flagged()
+    assert len(flagged) == 3
+    start = flagged[1]
+    window.select_slice(start)
     qtbot.keyClick(window, Qt.Key_N)
-    assert window.current == next(i for i in flagged if i > 0) if any(i > 0 for i in flagged) else flagged[0]
+    assert window.session.current == flagged[2]
+    qtbot.keyClick(window, Qt.Key_N)
+    assert window.session.current == flagged[0]  # wraps round
+    qtbot.keyClick(window, Qt.Key_P)
+    assert window.session.current == flagged[2]
+
+
+def test_threshold_choice_changes_decisions_without_running_again(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=6)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    before = dict(window.session.results)
+    window.bar.point_combo.setCurrentIndex(window.bar.point_combo.findData(Threshold.HIGH_SENSITIVITY))
+    assert window.triage.infer_worker is None and window.session.results == before
+    assert window.session.point.threshold == pytest.approx(0.2)
+    assert window.strip.threshold == pytest.approx(0.2)
+    expected = {i for i, r in before.items() if r.probability >= 0.2}
+    assert set(window.session.flagged()) == expected
+    assert "High-sensitivity" in window.bar.point_combo.currentText()
 
 
 def test_png_folder_with_broken_files_lists_them(qtbot, window, tmp_path):
@@ -62,44 +92,74 @@ def test_png_folder_with_broken_files_lists_them(qtbot, window, tmp_path):
     (folder / "broken.png").write_bytes(b"garbage")
     (folder / "empty.dcm").write_bytes(b"")
     _open_and_wait(qtbot, window, [folder])
-    assert len(window.slices) == 3
+    assert len(window.session.slices) == 3
     assert window.errors.count() == 2 and window.errors_dock.isVisible()
 
 
 def test_change_model_reruns_and_cancel_stops(qtbot, window, tmp_path):
-    write_dicom_series(tmp_path / "series", n=8)
+    n = 70  # three chunks of 32: a cancelled run cannot have finished them all
+    write_dicom_series(tmp_path / "series", n=n, size=48)
     _open_and_wait(qtbot, window, [tmp_path / "series"])
-    window.model_combo.setCurrentIndex(window.model_combo.findData("spot"))
-    qtbot.waitUntil(lambda: window.infer_worker is None and window.model is not None
-                    and window.model.id == "spot" and len(window.results) == 8, timeout=60000)
+    window.bar.choose("spot")
+    qtbot.waitUntil(lambda: window.triage.infer_worker is None and window.triage.model is not None
+                    and window.triage.model.id == "spot" and len(window.session.results) == n, timeout=60000)
+    assert window.session.manifest.id == "spot"
     window.run_inference()
     window.cancel()
-    qtbot.waitUntil(lambda: window.infer_worker is None, timeout=60000)
-    assert window.status.text().startswith(("Stopped", "Done", "Cancelled"))
+    assert window.status.text() == "Cancelled"
+    qtbot.waitUntil(lambda: window.triage.infer_worker is None, timeout=60000)
+    assert len(window.session.results) < n and not window.session.complete
+    assert window.status.text().startswith(f"Stopped: {len(window.session.results)} of {n} slices")
+    assert not window.status_area.progress.isVisible()
+
+
+def test_model_input_maps_are_cached_not_recomputed_on_display_changes(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=4)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    window.bar.model_input.setChecked(True)
+    qtbot.waitUntil(lambda: window.session.cam(0, INPUT_VIEW) is not None and window.triage.cam_worker is None,
+                    timeout=30000)
+    cached = window.session.cam(0, INPUT_VIEW)
+    assert cached.shape == window.session.inputs[0].image.shape
+    for value in (10, 80, 30):
+        window.bar.opacity.setValue(value)
+        assert window.triage.cam_worker is None  # shown from the cache: no worker started
+    window.bar.overlay_toggle.setChecked(False)
+    assert window.triage.cam_worker is None and window.session.cam(0, INPUT_VIEW) is cached
 
 
 def test_export_and_review_marks_survive_reopening(qtbot, window, tmp_path, model_dir):
     write_dicom_series(tmp_path / "series", n=5)
     _open_and_wait(qtbot, window, [tmp_path / "series"])
+    _set_threshold(window, min(r.probability for r in window.session.results.values()) - 1e-9)  # all flagged
     window.select_slice(2)
-    window.note.setText("looks like artefact")
+    window.result_panel.note.setText("looks like artefact")
     qtbot.keyClick(window, Qt.Key_D)
     window.export_csv(tmp_path / "out.csv")
     window.export_pdf(tmp_path / "out.pdf")
+    assert window.triage.export_worker is not None  # the maps and the PDF are made in a worker
+    qtbot.waitUntil(lambda: window.triage.export_worker is None, timeout=60000)
+    assert window.status.text() == f"Saved {tmp_path / 'out.pdf'}"
+    assert all(window.session.cam(i) is not None for i in range(5))  # the export's maps went to the cache
     rows = list(csv.DictReader(open(tmp_path / "out.csv")))
     assert len(rows) == 5 and rows[2]["review"] == "disagree" and rows[2]["note"] == "looks like artefact"
-    assert (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-"
+    assert all(r["flagged"] == "1" for r in rows)
+    text = pdf_text((tmp_path / "out.pdf").read_bytes())
+    # matplotlib draws "fl" and "fi" as ligature glyphs of another font: phrases without them are searched
+    assert "BrainMRI triage report" in text and ": 5 of 5; highest probability" in text and "(Youden's J" in text
+    assert "reader: disagree" in text
     assert not any(p.suffix == ".json" for p in (tmp_path / "series").iterdir())  # nothing beside the DICOM files
     settings = QSettings(str(tmp_path / "settings2.ini"), QSettings.IniFormat)
     again = MainWindow(models_dirs=[model_dir], settings=settings)
     qtbot.addWidget(again)
-    again.model_combo.setCurrentIndex(again.model_combo.findData("tiny-cnn"))
+    again.bar.choose("tiny-cnn")
     _open_and_wait(qtbot, again, [tmp_path / "series"])
-    assert again.reviews.marks[2].verdict == "disagree" and again.reviews.marks[2].note == "looks like artefact"
+    marks = again.session.marks
+    assert marks[2].verdict == "disagree" and marks[2].note == "looks like artefact"
 
 
 def _column(window, column: int) -> list:
-    view = window.table.model()
+    view = window.slice_list.table.model()
     return [view.index(row, column).data() for row in range(view.rowCount())]
 
 
@@ -107,7 +167,7 @@ def test_sorting_by_probability_and_flagged_only_filter(qtbot, window, tmp_path)
     write_dicom_series(tmp_path / "series", n=8, tumour_slices=(3, 4))
     _open_and_wait(qtbot, window, [tmp_path / "series"])
     assert _column(window, 0) == list(range(1, 9))  # study order until the reader sorts
-    header = window.table.horizontalHeader()
+    header = window.slice_list.table.horizontalHeader()
     on_p = QPoint(header.sectionViewportPosition(2) + 5, header.height() // 2)
     qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=on_p)
     if header.sortIndicatorOrder() != Qt.DescendingOrder:
@@ -116,19 +176,19 @@ def test_sorting_by_probability_and_flagged_only_filter(qtbot, window, tmp_path)
     probs = _column(window, 2)
     assert probs == sorted(probs, reverse=True)
     # The row the reader selects is the slice shown, whatever the order.
-    window.table.selectRow(0)
-    top = max(window.results, key=lambda i: window.results[i].probability)
-    assert window.current == top
-    threshold = sorted(r.probability for r in window.results.values())[-3] - 1e-9
-    window.results = {i: r.__class__(**{**r.__dict__, "threshold": threshold}) for i, r in window.results.items()}
-    window._refresh_rows()
-    window.flagged_only.click()
-    assert window.flagged_only.isChecked()
+    results = window.session.results
+    window.slice_list.table.selectRow(0)
+    top = max(results, key=lambda i: results[i].probability)
+    assert window.session.current == top
+    _set_threshold(window, sorted(r.probability for r in results.values())[-3] - 1e-9)
+    flagged_only = window.slice_list.flagged_only
+    flagged_only.click()
+    assert flagged_only.isChecked()
     shown = {n - 1 for n in _column(window, 0)}
-    assert shown == {i for i, r in window.results.items() if r.flagged or r.second_look}
+    assert shown == {i for i, d in window.session.decisions().items() if d.flagged or d.second_look}
     assert len(shown) >= 3
-    window.flagged_only.click()
-    assert window.table.model().rowCount() == 8
+    flagged_only.click()
+    assert window.slice_list.table.model().rowCount() == 8
 
 
 def test_export_to_an_unwritable_place_says_so_and_the_session_goes_on(qtbot, window, tmp_path, monkeypatch):
@@ -142,6 +202,7 @@ def test_export_to_an_unwritable_place_says_so_and_the_session_goes_on(qtbot, wi
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(blocker / "report.pdf"), ""))
     monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: warnings.append(text))
     window.export_report_dialog()
+    qtbot.waitUntil(lambda: window.triage.export_worker is None, timeout=60000)
     assert len(warnings) == 1 and "report.pdf could not be written" in warnings[0]
     assert blocker.read_text() == "not a folder"
     window.export_csv(tmp_path / "after.csv")  # the study is still open and exports elsewhere
@@ -149,20 +210,20 @@ def test_export_to_an_unwritable_place_says_so_and_the_session_goes_on(qtbot, wi
 
 
 def test_a_first_start_opens_with_the_default_model_of_the_command_line(qtbot, model_dir, tmp_path):
-    from brainmri_desktop.core.inference import find_model
+    from brainmri_desktop.core.model_choice import find_model
     from brainmri_desktop.core.packages import discover
 
     w = MainWindow(models_dirs=[model_dir], settings=QSettings(str(tmp_path / "fresh.ini"), QSettings.IniFormat))
     qtbot.addWidget(w)
-    assert w.model_combo.count() >= 2
-    assert w.model_combo.currentData() == find_model(discover([model_dir]), None).manifest.id
+    assert w.bar.model_combo.count() >= 2
+    assert w.bar.model_combo.currentData() == find_model(discover([model_dir]), None).manifest.id
 
 
 def test_the_result_says_how_far_the_models_grad_cam_was_measured_to_point_at_tumours(model_dir):
     from dataclasses import replace
 
     from brainmri_desktop.core.packages import discover
-    from brainmri_desktop.ui.main_window import _gradcam_note
+    from brainmri_desktop.ui.result_panel import gradcam_note as _gradcam_note
 
     manifest = next(e.manifest for e in discover([model_dir]) if e.ok)
     cams = {"lgg-flair": {"n": 120, "pointing_game": 0.62}, "br35h": {"n": 70, "pointing_game": 0.74}}

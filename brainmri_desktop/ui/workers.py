@@ -1,21 +1,23 @@
-"""Background work for the window: loading a study and running a model, as superqt generator workers.
+"""Background work for the window, as superqt generator workers: loading a study, triaging a series, Grad-CAM maps and
+the PDF export. Nothing heavier than showing a result runs on the UI thread.
 
-Each yields progress and partial results and stops at its next yield when `quit()` is called (cancel).
+Each yields progress and partial results and stops at its next yield when `quit()` is called (cancel). Workers compute;
+the window stores what they yield in its session, on the UI thread, so a late yield of a cancelled run is dropped.
 """
 
 from __future__ import annotations
 
 import gc
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from superqt.utils import thread_worker
 
 from ..core.gradcam import GradCAM
-from ..core.inference import LoadedModel, TTAConfig, predict
+from ..core.inference import LoadedModel, TTAConfig
 from ..core.io.study import iter_load
-from ..core.preprocess import preprocess_slice
+from ..core.report import StudyReport, write_pdf
+from ..core.session import SLICE_VIEW, Session
 
 
 @thread_worker
@@ -55,15 +57,26 @@ def _ready(entry, loaded: dict) -> tuple[LoadedModel, GradCAM]:
 
 
 @thread_worker
-def run_model(entry, slices, tta: int, high_sensitivity: bool, loaded: dict, chunk: int = 32):
-    """Yields ('model', LoadedModel, GradCAM) once, then ('inputs', start, [Preprocessed]) and
-    ('results', [SliceResult]) per chunk as slices finish."""
+def triage(session: Session, entry, tta: int, loaded: dict, chunk: int = 32):
+    """Yields ('model', LoadedModel, GradCAM) once, then ('chunk', TriageChunk) as slices finish."""
     model, cam = _ready(entry, loaded)
     yield ("model", model, cam)
-    spec = model.manifest.preprocessing
-    point = model.manifest.operating_point(high_sensitivity)
-    for start in range(0, len(slices), chunk):
-        inputs = [preprocess_slice(s, spec) for s in slices[start : start + chunk]]
-        yield ("inputs", start, inputs)
-        results = predict(model, inputs, TTAConfig(count=tta), point=point)
-        yield ("results", [replace(r, index=r.index + start) for r in results])
+    for part in session.triage(model, TTAConfig(count=tta), chunk):
+        yield ("chunk", part)
+
+
+@thread_worker
+def explain(session: Session, gradcam: GradCAM, indices: list[int], view: str):
+    """Yields {(index, view): map} for the given slices, a few at a time."""
+    yield from session.cam_chunks(gradcam, indices, view)
+
+
+@thread_worker
+def export_pdf(report: StudyReport, path: Path, session: Session, gradcam: GradCAM | None, slices: list[int]):
+    """Computes the missing maps of the report's slices, yields them for the session's cache, then writes the PDF."""
+    maps = dict((k, session.cams[k]) for i in slices if (k := (i, SLICE_VIEW)) in session.cams)
+    if gradcam is not None:
+        for part in session.cam_chunks(gradcam, session.missing_cams(slices), SLICE_VIEW):
+            maps.update(part)
+            yield part
+    write_pdf(report, path, lambda i: maps.get((i, SLICE_VIEW)))

@@ -1,0 +1,94 @@
+"""The right dock: what the model said about the current slice, how it was decided, the reader's mark and note."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+
+from ..core.manifest import Manifest
+from ..core.model_choice import gradcam_points_at_tumours, pointing_scores
+from ..core.session import Session
+from ..core.wording import DISCLAIMER
+
+
+class ResultPanel(QWidget):
+    marked = Signal(str)  # agree | disagree
+    noteEdited = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = QTextBrowser()
+        self.text.setObjectName("results")
+        self.agree = QPushButton("Agree (A)")
+        self.disagree = QPushButton("Disagree (D)")
+        self.agree.clicked.connect(lambda: self.marked.emit("agree"))
+        self.disagree.clicked.connect(lambda: self.marked.emit("disagree"))
+        self.note = QLineEdit()
+        self.note.setPlaceholderText("note for this slice (saved with the mark)")
+        self.note.editingFinished.connect(lambda: self.noteEdited.emit(self.note.text()))
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.text)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.agree)
+        buttons.addWidget(self.disagree)
+        lay.addLayout(buttons)
+        lay.addWidget(self.note)
+        disclaimer = QLabel(DISCLAIMER)
+        disclaimer.setWordWrap(True)
+        disclaimer.setStyleSheet("color: #e0a060;")
+        lay.addWidget(disclaimer)
+
+    def show_slice(self, session: Session, index: int, identity: bool, device: str, run_seconds: float) -> None:
+        self.text.setHtml(result_html(session, index, identity, device, run_seconds))
+
+
+def result_html(session: Session, i: int, identity: bool, device: str, run_seconds: float) -> str:
+    s = session.slices[i]
+    rows = [f"<h3>Slice {i + 1} of {len(session.slices)}</h3><p>{s.label}</p>"]
+    if identity and s.patient.name:
+        rows.append(f"<p>Patient: {s.patient.name} ({s.patient.patient_id})</p>")
+    r, d, m = session.results.get(i), session.decision(i), session.manifest
+    if i in session.errors:
+        rows.append(f"<p>This slice could not be prepared for the model: {session.errors[i]}</p>")
+        return "".join(rows)
+    if r is None or d is None or m is None:
+        rows.append("<p><i>waiting for the model...</i></p>")
+        return "".join(rows)
+    point = session.point
+    if d.second_look:
+        decision = "<b style='color:#e0c040'>needs a second look</b> (augmentations disagree)"
+    elif d.flagged:
+        decision = "<b style='color:#ff6050'>flagged</b>"
+    else:
+        decision = "<b style='color:#60d080'>not flagged</b>"
+    if d.out_of_scope:
+        decision += f" - <i>{d.out_of_scope}</i>"
+        if not session.include_out_of_scope:
+            decision += " (outside what the model was trained on: not flagged whatever its probability)"
+    perf = ""
+    if point.sensitivity is not None and point.specificity is not None:
+        perf = f"; at this point the trainer measured sensitivity {point.sensitivity:.2f}, specificity {point.specificity:.2f}"
+    mark = session.marks.get(i)
+    rows += [
+        f"<p>Tumour probability: <b>{r.probability:.3f}</b> "
+        f"(range {r.p_low:.3f}-{r.p_high:.3f} over {r.augmentations} view{'s' if r.augmentations > 1 else ''})</p>",
+        f"<p>Threshold: {point.threshold:.3f} ({point.method_in_words}, chosen on {point.data}{perf})</p>",
+        f"<p>Decision: {decision}</p>",
+        f"<p>Model: {m.name} (id {m.id}, version {m.version}); {device}; last run {run_seconds:.1f} s</p>",
+        f"<p>{gradcam_note(m)}</p>",
+        f"<p>Reader: {mark.verdict if mark else 'not reviewed'}</p>",
+    ]
+    return "".join(rows)
+
+
+def gradcam_note(manifest: Manifest) -> str:
+    """What the trainer measured about this model's Grad-CAM, so that the reader knows how far to trust the map."""
+    cams = pointing_scores(manifest.metrics)
+    if not cams:
+        return "Grad-CAM: not measured against tumour outlines; read it as what drove the score, not as a location."
+    shares = ", ".join(f"{v['pointing_game']:.0%} of {v.get('n', '?')} ({k})" for k, v in cams.items())
+    note = f"Grad-CAM: its peak lay inside the tumour on {shares} outlined validation slices"
+    if gradcam_points_at_tumours(manifest):
+        return note + "."
+    return note + (" - <b style='color:#e0c040'>for this model the map does not show where a tumour is</b>; "
+                   "read it as what drove the score.")

@@ -1,0 +1,35 @@
+"""The status bar: a line of status, the progress of loading or triage with its Cancel button, the compute device."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
+
+from ..core import runtime
+
+
+class StatusArea:
+    def __init__(self, bar: QStatusBar):
+        self.status = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(200)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.device = QLabel(runtime.device_description())
+        bar.addWidget(self.status, 1)
+        for w in (self.progress, self.cancel_button, self.device):
+            bar.addPermanentWidget(w)
+
+    def start(self, text: str) -> None:
+        self.status.setText(text)
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(1, total))
+        self.progress.setValue(done)
+
+    def stop(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
