@@ -12,6 +12,7 @@ from ..errors import BrainMRIError, NotAnImageError, UnreadableFileError
 
 DICOMDIR_NAME = "DICOMDIR"  # the name the standard gives the index file (PS3.10, 8.6)
 _DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+_MISSING = " does not exist: "
 
 
 def is_dicomdir(path: Path) -> bool:
@@ -30,15 +31,19 @@ def referenced_images(path: Path) -> tuple[list[Path], list[BrainMRIError]]:
     missing or lies outside the DICOMDIR's folder. Raises for a DICOMDIR that cannot be read or lists no image."""
     root = path.parent.resolve()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             instances = [i for i in FileSet(pydicom.dcmread(path)) if i.node.record_type == "IMAGE"]
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged directory
         raise UnreadableFileError(path, f"DICOMDIR cannot be read ({type(exc).__name__})") from None
-    if not instances:
+    # pydicom drops a record whose file is missing, saying so only in a warning that ends with the file's path
+    errors: list[BrainMRIError] = [
+        UnreadableFileError(str(w.message).split(_MISSING, 1)[1], f"listed in {path.name} but missing")
+        for w in caught if _MISSING in str(w.message)
+    ]
+    if not instances and not errors:
         raise NotAnImageError(path, "DICOMDIR lists no image")
     files: list[Path] = []
-    errors: list[BrainMRIError] = []
     for instance in instances:
         try:
             file = Path(instance.path)
