@@ -376,6 +376,17 @@ def test_undecodable_jpeg_error_is_one_line_naming_the_file(tmp_path):
     assert message.startswith(str(tmp_path / "broken.dcm")) and "libjpeg" in message and "\n" not in message
 
 
+@pytest.mark.parametrize("name", ["JPGExtended.dcm", "SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm"])
+def test_jpeg_frame_cut_before_its_scan_is_refused_not_shown_flat(tmp_path, name):
+    """libjpeg and CharLS return a flat image for such a frame; a blank slice must not reach triage."""
+    ds = pydicom.dcmread(get_testdata_file(name))
+    frame = _first_frame(name)
+    ds.PixelData = encapsulate([frame[: frame.index(b"\xff\xda")] + b"\xff\xd9"])
+    ds.save_as(tmp_path / "cut.dcm")
+    with pytest.raises(UnreadableFileError, match="cut.dcm: frame 1 is truncated"):
+        read_dicom(tmp_path / "cut.dcm")
+
+
 # --- enhanced multi-frame and the Acquisition ---------------------------------------------------------------------
 
 def test_enhanced_ct_geometry_window_and_rescale_come_from_the_functional_groups():

@@ -64,6 +64,11 @@ def declared_size(frame: bytes) -> tuple[int, int] | None:
     return _j2k_size(frame)
 
 
+def lacks_scan(frame: bytes) -> bool:
+    """A JPEG or JPEG-LS frame with headers but no scan: decoders return a flat image for it instead of failing."""
+    return frame[:2] == b"\xff\xd8" and b"\xff\xda" not in frame
+
+
 def mend_sequential_scans(frame: bytes) -> bytes:
     """The frame with the spectral selection of its scans set to what sequential DCT requires (Ss 0, Se 63, Ah Al 0).
 

@@ -16,7 +16,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from ..errors import BrainMRIError, NotAnImageError, UnreadableFileError, UnsupportedError
-from .codestream import declared_size, mend_sequential_scans
+from .codestream import declared_size, lacks_scan, mend_sequential_scans
 from .dicom_meta import FrameMeta, frame_metas, patient_info, series_info, text
 from .slices import Slice
 
@@ -120,6 +120,8 @@ def _check_frames(ds: pydicom.Dataset, path: Path, rows: int, cols: int, frames:
         if size is not None and (size[0] > rows or size[1] > cols):
             raise UnreadableFileError(
                 path, f"frame {number} claims {size[1]}x{size[0]} pixels but the header says {cols}x{rows}")
+        if lacks_scan(frame):
+            raise UnreadableFileError(path, f"frame {number} is truncated: its JPEG headers are followed by no scan")
     if encoded and ds.file_meta.TransferSyntaxUID in _JPEG_SEQUENTIAL_SYNTAXES:
         mended = [mend_sequential_scans(frame) for frame in encoded]
         if mended != encoded:
