@@ -1,0 +1,158 @@
+"""The Qt-free session: one triage path, decisions by the operating point, scope verdicts, marks and the map cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainmri_desktop.core.errors import UnreadableFileError
+from brainmri_desktop.core.inference import LoadedModel, SliceResult, TTAConfig, predict
+from brainmri_desktop.core.io.slices import Slice
+from brainmri_desktop.core.model_choice import find_model
+from brainmri_desktop.core.packages import discover
+from brainmri_desktop.core.preprocess import preprocess_slice
+from brainmri_desktop.core.review import ReviewStore
+from brainmri_desktop.core.session import (INPUT_VIEW, NO_HEAD, SLICE_VIEW, Session, Study, Threshold, decide,
+                                           no_head_verdict, triage_chunks)
+
+from .synthetic import head_image
+
+
+@pytest.fixture(scope="module")
+def tiny(model_dir):
+    return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
+
+
+def _slices(n: int, blank: tuple[int, ...] = ()) -> list[Slice]:
+    return [Slice(Path(f"/nowhere/s{i}.png"), np.zeros((64, 56), np.uint8) if i in blank
+                  else head_image(64, 56, tumour=(30, 28, 3 + i % 4), seed=i)) for i in range(n)]
+
+
+def _result(p: float, low: float | None = None, high: float | None = None) -> SliceResult:
+    return SliceResult(0, p, 0.0, p if low is None else low, p if high is None else high, 1, 0.5)
+
+
+def test_the_generator_covers_every_slice_in_chunks_with_the_results_of_predict(tiny):
+    slices = _slices(7)
+    chunks = list(triage_chunks(tiny, slices, TTAConfig(count=1), chunk=3))
+    assert [(c.start, c.stop) for c in chunks] == [(0, 3), (3, 6), (6, 7)]
+    got = {i: r for c in chunks for i, r in c.results.items()}
+    assert sorted(got) == list(range(7)) and all(r.index == i for i, r in got.items())
+    spec = tiny.manifest.preprocessing
+    expected = predict(tiny, [preprocess_slice(s, spec) for s in slices], TTAConfig(count=1))
+    np.testing.assert_allclose([got[i].probability for i in range(7)], [r.probability for r in expected], rtol=1e-6)
+    assert all(c.cams == {} for c in chunks)  # Grad-CAM only when asked
+
+
+def test_an_item_that_cannot_be_prepared_is_reported_and_the_rest_go_on(tiny):
+    slices = _slices(4)
+    spec = tiny.manifest.preprocessing
+
+    def prepare(s):
+        if s.path.name == "s2.png":
+            raise UnreadableFileError(s.path, "truncated")
+        return preprocess_slice(s, spec)
+
+    [chunk] = triage_chunks(tiny, slices, prepare=prepare, explain=lambda i, s: i % 2 == 0)
+    assert chunk.errors == {2: "truncated"} and sorted(chunk.results) == [0, 1, 3]
+    assert sorted(chunk.cams) == [0] and chunk.cams[0].shape == slices[0].shape
+
+
+def test_decide_is_the_one_rule_and_out_of_scope_slices_are_not_flagged_unless_asked(tiny):
+    point = tiny.manifest.threshold  # 0.5
+    assert decide(_result(0.7), point).flagged and not decide(_result(0.3), point).flagged
+    assert decide(_result(0.45, 0.3, 0.6), point).second_look
+    gated = decide(_result(0.9, 0.4, 0.95), point, "a scout image")
+    assert not gated.flagged and not gated.second_look and gated.out_of_scope == "a scout image"
+    included = decide(_result(0.9, 0.4, 0.95), point, "a scout image", include_out_of_scope=True)
+    assert included.flagged and included.second_look and included.out_of_scope == "a scout image"
+
+
+def test_a_blank_slice_gets_the_no_head_verdict_keeps_its_probability_and_is_not_flagged(tiny):
+    session = Session(_slices(3, blank=(1,)))
+    session.run(tiny, TTAConfig(count=1))
+    assert session.verdicts == {0: None, 1: NO_HEAD, 2: None}
+    assert 0 <= session.results[1].probability <= 1
+    session.manifest = replace(tiny.manifest, threshold=replace(tiny.manifest.threshold, threshold=1e-6))
+    assert session.flagged() == [0, 2]
+    assert session.decision(1).out_of_scope == NO_HEAD
+    session.include_out_of_scope = True
+    assert session.flagged() == [0, 1, 2]
+
+
+def test_the_threshold_choice_decides_and_nothing_else_does(tiny, model_dir):
+    session = Session(_slices(6))
+    session.run(tiny, TTAConfig(count=1))
+    probs = {i: r.probability for i, r in session.results.items()}
+    assert session.point.threshold == pytest.approx(0.5)
+    assert session.flagged() == [i for i, p in sorted(probs.items()) if p >= 0.5]
+    session.threshold = Threshold.HIGH_SENSITIVITY
+    assert session.point.threshold == pytest.approx(0.2) and session.point.method_in_words == "sensitivity \u2265 0.95"
+    assert session.flagged() == [i for i, p in sorted(probs.items()) if p >= 0.2]
+    spot = LoadedModel.load(find_model(discover([model_dir]), "spot"))  # has no high-sensitivity point
+    assert Threshold.HIGH_SENSITIVITY.point(spot.manifest) == spot.manifest.threshold
+    assert Threshold.DEFAULT.point(tiny.manifest).method_in_words == "Youden's J"
+
+
+def test_a_custom_scope_check_plugs_in_beside_the_no_head_check(tiny):
+    def odd_is_a_localiser(item, prepared):
+        return "a localiser" if item.path.stem.endswith(("1", "3")) else None
+
+    session = Session(_slices(4, blank=(2,)), scope=(no_head_verdict, odd_is_a_localiser))
+    session.run(tiny, TTAConfig(count=1))
+    assert session.verdicts == {0: None, 1: "a localiser", 2: NO_HEAD, 3: "a localiser"}
+
+
+def test_step_flagged_wraps_and_a_new_model_keeps_the_marks(tiny, tmp_path):
+    slices = _slices(6)
+    session = Session(slices, ReviewStore(slices, tmp_path))
+    session.run(tiny, TTAConfig(count=1))
+    session.manifest = replace(tiny.manifest, threshold=replace(tiny.manifest.threshold, threshold=1e-6))
+    assert session.flagged() == list(range(6))
+    session.current = 5
+    assert session.step_flagged(1) == 0 and session.step_flagged(-1) == 4
+    session.mark(3, "disagree", "motion")
+    session.start(tiny.manifest)
+    assert session.results == {} and session.cams == {} and session.step_flagged(1) is None
+    assert session.marks[3].note == "motion"
+    assert ReviewStore(slices, tmp_path).marks[3].verdict == "disagree"  # saved, not only kept in memory
+
+
+def test_grad_cam_maps_are_computed_once_per_view_and_cached(tiny):
+    from brainmri_desktop.core.gradcam import GradCAM
+
+    session = Session(_slices(3))
+    session.run(tiny, TTAConfig(count=1))
+    cam = GradCAM(tiny)
+    assert session.missing_cams([0, 1, 2]) == [0, 1, 2]
+    for part in session.cam_chunks(cam, [0, 2], SLICE_VIEW, chunk=1):
+        assert len(part) == 1
+        session.accept_cams(part)
+    assert session.missing_cams([0, 1, 2]) == [1]
+    assert session.cam(0).shape == session.slices[0].shape
+    assert session.missing_cams([0], INPUT_VIEW) == [0]
+    for part in session.cam_chunks(cam, [0], INPUT_VIEW):
+        session.accept_cams(part)
+    assert session.cam(0, INPUT_VIEW).shape == session.inputs[0].image.shape
+    assert Session(_slices(1)).missing_cams([0]) == []  # nothing to explain before a result
+
+
+def test_a_study_keeps_one_session_per_series():
+    study = Study()
+    a = study.add("1.2.3", Session(_slices(2)))
+    b = study.add("1.2.4", Session(_slices(3)))
+    assert study.session is a
+    a.current = 1
+    assert study.activate("1.2.4") is b and b.current == 0 and study.session is b
+    assert study.sessions["1.2.3"].current == 1
+
+
+def test_the_session_imports_no_qt():
+    code = ("import sys, brainmri_desktop.core.session, brainmri_desktop.core.report; "
+            "sys.exit(any(m.startswith(('PySide6', 'PyQt', 'superqt')) for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
