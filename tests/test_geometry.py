@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainmri_desktop.core.geometry import Distance, PixelGeometry, lps_text, readout
+from brainmri_desktop.core.geometry import Distance, PixelGeometry, direction_label, edge_labels, lps_text, readout
 from brainmri_desktop.core.io.slices import Acquisition, Slice
 
 
@@ -88,3 +88,22 @@ def test_readout_for_dicom_gives_value_mm_and_patient_position():
 def test_readout_for_png_says_pixel_coordinates_only():
     text = readout(_slice(), 1, 2)
     assert "mm" not in text.replace("no pixel spacing", "") and "pixel coordinates only" in text
+
+
+def test_direction_labels_follow_lps():
+    assert direction_label((1, 0, 0)) == "L" and direction_label((-1, 0, 0)) == "R"
+    assert direction_label((0, 1, 0)) == "P" and direction_label((0, 0, -1)) == "I"
+    assert direction_label((0.6, -0.8, 0)) == "AL"
+    # A 10 degree tilt is not named.
+    assert direction_label((0, np.cos(np.radians(10)), np.sin(np.radians(10)))) == "P"
+
+
+def test_edge_labels_of_an_axial_slice_shown_as_stored():
+    # Radiological convention: the patient's right on the screen's left, anterior at the top.
+    labels = edge_labels((1, 0, 0, 0, 1, 0), right=(1, 0), down=(0, 1))
+    assert labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+
+
+def test_edge_labels_of_a_sagittal_slice():
+    labels = edge_labels((0, 1, 0, 0, 0, -1), right=(1, 0), down=(0, 1))
+    assert labels == {"left": "A", "right": "P", "top": "S", "bottom": "I"}

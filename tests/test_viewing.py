@@ -489,3 +489,22 @@ def test_each_series_keeps_its_slice_view_and_window(qtbot, pair, settings):
     assert bar.window == (300.0, 50.0)
     for v in pair:
         assert v.orientation == Orientation(1, False) and v.inverted and v.zoom == pytest.approx(zoom)
+
+
+def _yellow_pixels(view) -> int:
+    image = view.grab().toImage()
+    return sum(1 for x in range(0, image.width(), 2) for y in range(0, image.height(), 2)
+               if image.pixelColor(x, y).red() - image.pixelColor(x, y).blue() > 100)
+
+
+def test_orientation_letters_follow_flips_and_turns(view):
+    assert view.edge_labels() == {}  # no orientation header: no letters rather than made-up ones
+    assert _yellow_pixels(view) == 0
+    view.set_geometry(PixelGeometry.of(_slice()))
+    assert view.edge_labels() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    view.set_orientation(Orientation().flipped_horizontally())
+    assert view.edge_labels() == {"left": "L", "right": "R", "top": "A", "bottom": "P"}
+    view.set_orientation(Orientation().rotated(1))
+    # Turned clockwise: what was on the left (R) is now at the top, the top (A) on the right.
+    assert view.edge_labels() == {"left": "P", "right": "A", "top": "R", "bottom": "L"}
+    assert _yellow_pixels(view) > 0  # the letters are painted

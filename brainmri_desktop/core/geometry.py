@@ -66,6 +66,35 @@ class Distance:
         return f"{self.value:.1f} px (no pixel spacing)"
 
 
+_SIDES = (("R", "L"), ("A", "P"), ("I", "S"))  # negative, positive side of each LPS axis
+# A direction component below this share of the largest is left out of a label: an axial series tilted 10 degrees
+# along the AC-PC line still reads "A" at the top, not "AS".
+_LABEL_SHARE = 0.25
+
+
+def direction_label(vector) -> str:
+    """Letters for a direction in patient space, strongest first: (1, 0, 0) is "L", (0.7, -0.7, 0) "LA" or "AL"."""
+    v = np.asarray(vector, dtype=float)
+    biggest = float(np.abs(v).max()) if v.size else 0.0
+    if biggest == 0:
+        return ""
+    order = sorted(range(3), key=lambda i: -abs(v[i]))
+    return "".join(_SIDES[i][int(v[i] > 0)] for i in order if abs(v[i]) >= _LABEL_SHARE * biggest)
+
+
+def edge_labels(orientation, right: tuple[float, float], down: tuple[float, float]) -> dict[str, str]:
+    """The patient side at each edge of the screen. `right` and `down` are the image directions (column, row) that
+    point to the screen's right and bottom, after any flip or turn of the display."""
+    cosines = np.asarray(orientation, dtype=float)
+
+    def towards(d):
+        return d[0] * cosines[:3] + d[1] * cosines[3:]
+
+    r, d = towards(right), towards(down)
+    return {"left": direction_label(-r), "right": direction_label(r), "top": direction_label(-d),
+            "bottom": direction_label(d)}
+
+
 def lps_text(point: np.ndarray) -> str:
     """Patient coordinates the way viewers print them: R/L, A/P, I/S with the distance from the origin in mm."""
     parts = []

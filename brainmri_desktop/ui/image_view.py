@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QImage, QPainter, QPixmap, QTransform
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
-from ..core.geometry import PixelGeometry
+from ..core.geometry import PixelGeometry, edge_labels
 from .ruler import RulerItem
 
 # Mouse gestures, listed in Help beside the keyboard shortcuts; kept here, beside the code that handles them.
@@ -162,6 +162,7 @@ class ImageView(QGraphicsView):
         if (geometry, key) != (self._geometry, self._geometry_key):
             self.clear_measurements()
         self._geometry, self._geometry_key = geometry, key
+        self.viewport().update()
 
     def _render(self) -> None:
         unit = 1.0 - self._unit if self._inverted else self._unit
@@ -191,6 +192,7 @@ class ImageView(QGraphicsView):
         self._orientation = orientation
         if self._unit is not None:
             self._place()
+        self.viewport().update()
 
     def view_state(self) -> ViewState:
         centre = self.mapToScene(self.viewport().rect().center())
@@ -200,6 +202,32 @@ class ImageView(QGraphicsView):
         self.set_inverted(state.inverted)
         self.set_orientation(state.orientation)
         self.set_view(state.zoom, QPointF(*state.centre))
+
+    def image_direction(self, screen_dx: float, screen_dy: float) -> tuple[float, float]:
+        """The image direction (column, row) that a screen direction shows, after the display's flip and turn."""
+        inverse, _ok = self._orientation.transform(1, 1).inverted()
+        v = inverse.map(QPointF(screen_dx, screen_dy)) - inverse.map(QPointF(0, 0))
+        return v.x(), v.y()
+
+    def edge_labels(self) -> dict[str, str]:
+        """The patient side shown at each edge (left, right, top, bottom); empty without an orientation header.
+        They follow flips and turns, so a mirrored image can never pass for one shown as stored."""
+        if self._geometry.orientation is None or self._unit is None:
+            return {}
+        return edge_labels(self._geometry.orientation, self.image_direction(1, 0), self.image_direction(0, 1))
+
+    def drawForeground(self, painter, rect):
+        labels = self.edge_labels()
+        if not labels:
+            return
+        painter.save()
+        painter.resetTransform()  # viewport coordinates: the letters sit at the window's edges at every zoom
+        painter.setPen(QColor(255, 220, 60))
+        area = self.viewport().rect().adjusted(6, 4, -6, -4)
+        for side, flags in (("left", Qt.AlignLeft | Qt.AlignVCenter), ("right", Qt.AlignRight | Qt.AlignVCenter),
+                            ("top", Qt.AlignTop | Qt.AlignHCenter), ("bottom", Qt.AlignBottom | Qt.AlignHCenter)):
+            painter.drawText(area, flags, labels[side])
+        painter.restore()
 
     # ------------------------------------------------------------- zoom, pan
     @property
