@@ -508,3 +508,19 @@ def test_orientation_letters_follow_flips_and_turns(view):
     # Turned clockwise: what was on the left (R) is now at the top, the top (A) on the right.
     assert view.edge_labels() == {"left": "P", "right": "A", "top": "R", "bottom": "L"}
     assert _yellow_pixels(view) > 0  # the letters are painted
+
+
+def test_f1_opens_the_shortcut_list_built_at_that_moment(qtbot, host, monkeypatch):
+    from brainmri_desktop.ui import shortcuts
+
+    widget = host[0]
+    shortcuts.help_action(widget)
+    opened = []
+    monkeypatch.setattr(shortcuts.ShortcutsDialog, "exec", lambda self: opened.append(self) or 0)
+    late = QAction("Added later", widget)
+    late.setShortcut(QKeySequence("Ctrl+K"))
+    widget.addAction(late)
+    qtbot.keyClick(widget, Qt.Key_F1)
+    assert len(opened) == 1
+    texts = [opened[0].table.item(r, 1).text() for r in range(opened[0].table.rowCount())]
+    assert "Added later" in texts and "Keyboard and mouse shortcuts" in texts
