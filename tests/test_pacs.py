@@ -332,3 +332,105 @@ def test_cache_is_bounded_least_recently_used_first_and_cleared_on_request(ortha
     assert not first.paths[0].exists()
     small.clear()
     assert small.size() == 0 and _nothing_written()
+
+
+def _pacs_parser():
+    import argparse
+
+    from brainmri_desktop.pacs.cli import add_pacs_commands, add_predict_arguments
+
+    parser = argparse.ArgumentParser(prog="brainmri")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_pacs_commands(sub)
+    add_predict_arguments(sub.add_parser("predict"))
+    return parser
+
+
+def test_pacs_find_retrieve_and_cache_commands(orthanc, study, capsys):
+    parser = _pacs_parser()
+    args = parser.parse_args(["pacs", "find", "--server", orthanc.dicomweb, "--patient", PATIENT_ID,
+                              "--date", "20040101-"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert study in out and "MR" in out and PATIENT_ID not in out and "ACC-0001" not in out
+    args = parser.parse_args(["pacs", "find", "--server", orthanc.dicomweb, "--accession", "ACC-0001",
+                              "--show-identity"])
+    assert args.func(args) == 0 and PATIENT_ID in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pacs", "find", "--server", orthanc.dicomweb, "--date", "last week"])
+    assert "YYYYMMDD" in capsys.readouterr().err
+    args = parser.parse_args(["pacs", "retrieve", "--server", orthanc.dicomweb, "--study", study])
+    assert args.func(args) == 0 and f"{SLICES + 1} instances in" in capsys.readouterr().out
+    assert StudyCache().size() > 0
+    args = parser.parse_args(["pacs", "cache", "--clear"])
+    assert args.func(args) == 0 and StudyCache().size() == 0
+
+
+def test_predict_arguments_are_checked():
+    from brainmri_desktop.pacs.cli import check_predict_arguments
+
+    parser = _pacs_parser()
+    assert "needs --study" in check_predict_arguments(parser.parse_args(["predict", "--server", "http://h/dw"]))
+    assert "need --server" in check_predict_arguments(parser.parse_args(["predict", "--send-results"]))
+    assert check_predict_arguments(parser.parse_args(["predict", "--server", "http://h/dw", "--study", "1.2"])) is None
+
+
+def test_password_comes_from_the_environment_and_stays_out_of_messages(tmp_path, monkeypatch):
+    from brainmri_desktop.pacs.cli import server_from_args
+
+    server = start_orthanc(tmp_path / "orthanc", users={"reader": "pa55word"})
+    try:
+        parser = _pacs_parser()
+        args = parser.parse_args(["pacs", "find", "--server", server.dicomweb, "--user", "reader"])
+        monkeypatch.setenv("BRAINMRI_PACS_PASSWORD", "wrong-pa55")
+        with pytest.raises(PacsError) as caught:
+            args.func(args)
+        assert "refused the credentials" in str(caught.value) and "pa55" not in str(caught.value)
+        monkeypatch.setenv("BRAINMRI_PACS_PASSWORD", "pa55word")
+        assert args.func(args) == 0
+        assert "pa55" not in repr(server_from_args(args))
+    finally:
+        server.stop()
+
+
+def test_end_to_end_retrieve_triage_and_send_the_report(orthanc, study, model_dir):
+    """The issue's bar as far as it goes without `brainmri predict`'s wiring: 30 slices of a scanner's series from
+    Orthanc, through the loader and the tiny model, and a report in the study that names the model."""
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.io import load_paths
+    from brainmri_desktop.core.packages import discover
+    from brainmri_desktop.core.session import Session
+    from brainmri_desktop.pacs.cli import retrieve_for_predict, send_for_predict
+
+    parser = _pacs_parser()
+    args = parser.parse_args(["predict", "--server", orthanc.dicomweb, "--study", study, "--send-results"])
+    series_uid = next(s.uid for s in list_series(client_for(orthanc.dicomweb), study) if s.number == 3)
+    args.series = [series_uid]
+    report = load_paths(retrieve_for_predict(args, progress=lambda d, t: None))
+    assert not report.errors and len(report.slices) == SLICES
+    entry = next(e for e in discover([model_dir]) if e.ok and e.manifest.id == "tiny-cnn")
+    model = LoadedModel.load(entry)
+    session = Session(report.slices)
+    session.run(model)
+    done = sorted(session.results)
+    decisions = session.decisions()
+    assert len(done) == SLICES
+    message = send_for_predict(
+        args, [(session.slices[i].path, session.slices[i].frame) for i in done],
+        [session.results[i].probability for i in done], [decisions[i].flagged for i in done],
+        session.point.threshold, session.threshold.label, session.manifest, [decisions[i].out_of_scope for i in done])
+    results = [session.results[i] for i in done]
+    assert f"{SLICES} slices" in message and study in message
+    client = client_for(orthanc.dicomweb)
+    reports = [s for s in list_series(client, study) if s.modality == "SR"]
+    assert len(reports) == 1 and reports[0].instance_count == 1
+    sr = pydicom.dcmread(retrieve_study(client, StudyCache(), study, [reports[0].uid]).paths[0])
+    texts = [str(i.get("TextValue", "")) for i in _sr_items(sr)]
+    assert "tiny-cnn" in texts and model.manifest.files[model.manifest.weights_file] in texts
+    probs = [float(i.MeasuredValueSequence[0].NumericValue) for i in _sr_items(sr)
+             if i.ConceptNameCodeSequence[0].CodeValue == "PROB"]
+    assert probs == pytest.approx([round(r.probability, 4) for r in results])
+    flags = [i.ConceptCodeSequence[0].CodeMeaning for i in _sr_items(sr) if i.ConceptNameCodeSequence[0].CodeValue == "FLAG"]
+    assert flags == ["Yes" if decisions[i].flagged else "No" for i in done]
+    scopes = [str(i.TextValue) for i in _sr_items(sr) if i.ConceptNameCodeSequence[0].CodeValue == "SCOPE"]
+    assert scopes == [decisions[i].out_of_scope for i in done if decisions[i].out_of_scope]

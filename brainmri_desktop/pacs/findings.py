@@ -26,7 +26,8 @@ class SliceFinding:
     path: Path  # the source DICOM file
     frame: int  # 0-based frame in that file (the loader's Slice.frame)
     probability: float
-    flagged: bool
+    flagged: bool  # the session's decision (core.session.decide), not re-derived here
+    out_of_scope: str | None = None  # the scope verdict, when the slice lies outside what the model was trained on
 
 
 @dataclass(frozen=True)

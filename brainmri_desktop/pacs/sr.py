@@ -36,6 +36,7 @@ SLICE_RESULT = _concept("SLICE", "Slice triage result")
 PROBABILITY = _concept("PROB", "Tumour probability (calibrated model output)")
 FLAGGED = _concept("FLAG", "Flagged for review")
 FLAGGED_COUNT = _concept("NFLAGGED", "Slices flagged for review")
+OUT_OF_SCOPE = _concept("SCOPE", "Outside the model's scope (not flagged)")
 _CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
 
 
@@ -80,6 +81,8 @@ def _slice_item(finding, source: pydicom.Dataset) -> hd.sr.ContainerContentItem:
                                referenced_frame_numbers=finding.frame + 1 if frames > 1 else None,
                                relationship_type=_CONTAINS),
     ])
+    if finding.out_of_scope:
+        item.ContentSequence.append(_text(OUT_OF_SCOPE, finding.out_of_scope))
     return item
 
 
