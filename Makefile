@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export QT_QPA_PLATFORM ?= offscreen
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test bench fuzz package package-test clean
+.PHONY: install run test bench fuzz package package-test clean orthanc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,18 @@ run: QT_QPA_PLATFORM=
 run: install
 	$(BIN)/brainmri-desktop
 
-test: install
+# The PACS tests start their own Orthanc (tests/orthanc.py): installed here when missing and allowed (root with
+# apt-get), else the exact command is printed and those tests fail saying the same.
+ORTHANC_PACKAGES := orthanc orthanc-dicomweb
+export ORTHANC_BIN ?= /usr/sbin/Orthanc
+export ORTHANC_DICOMWEB_PLUGIN ?= /usr/share/orthanc/plugins/libOrthancDicomWeb.so
+orthanc:
+	@if [ -x "$(ORTHANC_BIN)" ] && [ -f "$(ORTHANC_DICOMWEB_PLUGIN)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(ORTHANC_PACKAGES); \
+	else echo "PACS tests need Orthanc with its DICOMweb plugin; install it with: sudo apt-get install $(ORTHANC_PACKAGES)"; fi
+
+test: install orthanc
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -209,6 +209,14 @@ def _nothing_written() -> bool:
     return not any(p.is_file() for p in cache.root.rglob("*")) if cache.root.exists() else True
 
 
+def test_missing_orthanc_fails_saying_what_to_install(monkeypatch, tmp_path):
+    from . import orthanc as fixture
+
+    monkeypatch.setattr(fixture, "ORTHANC", str(tmp_path / "no-orthanc"))
+    with pytest.raises(RuntimeError, match="apt-get install orthanc orthanc-dicomweb"):
+        fixture.start_orthanc(tmp_path / "orthanc")
+
+
 def test_server_down_is_one_clear_error():
     from .orthanc import free_port
 
