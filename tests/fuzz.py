@@ -1,4 +1,4 @@
-"""Fuzzing the loaders: mutated DICOM, PNG, JPEG and TIFF files, and mutated model manifests.
+"""Fuzzing the loaders: mutated DICOM, DICOMDIR, NIfTI, zip, PNG, JPEG and TIFF files, and mutated model manifests.
 
 Every input must end in slices or a typed BrainMRIError, within 5 s. `make fuzz` runs the long campaign
 (`python -m tests.fuzz --count 10000`); tests/test_fuzz.py runs a short hypothesis-driven one in the suite.
@@ -7,6 +7,8 @@ Every input must end in slices or a typed BrainMRIError, within 5 s. `make fuzz`
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import resource
 import shutil
@@ -15,11 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import zipfile
+
 import cv2
 import numpy as np
 
 from brainmri_desktop.core.demo import head_image
 from brainmri_desktop.core.errors import BrainMRIError
+from brainmri_desktop.core.io import load_paths
 from brainmri_desktop.core.io.study import group_series, read_file
 from brainmri_desktop.core.manifest import parse_manifest
 
@@ -33,11 +38,33 @@ def image_seeds() -> dict[str, bytes]:
     for name in ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
                  "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "emri_small.dcm", "rtplan.dcm"):
         seeds[name] = Path(get_testdata_file(name)).read_bytes()
+    seeds["DICOMDIR"] = Path(get_testdata_file("DICOMDIR")).read_bytes()
     img = head_image(48, 40, tumour=(20, 20, 5))
     for suffix in (".png", ".jpg", ".tif", ".bmp"):
         ok, buf = cv2.imencode(suffix, img)
         seeds[f"seed{suffix}"] = buf.tobytes()
+    seeds["seed.nii"] = _nifti_bytes(img)
+    seeds["seed.nii.gz"] = gzip.compress(seeds["seed.nii"], mtime=0)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("study/a.png", seeds["seed.png"])
+        zf.writestr("study/MR_small.dcm", seeds["MR_small.dcm"])
+        zf.writestr("study/v.nii.gz", seeds["seed.nii.gz"])
+    seeds["seed.zip"] = archive.getvalue()
     return seeds
+
+
+def _nifti_bytes(img: np.ndarray) -> bytes:
+    import nibabel as nib
+
+    volume = np.stack([img, img[::-1], img[:, ::-1]], axis=-1).astype(np.int16)
+    return nib.Nifti1Image(volume, np.diag([0.9, 1.1, 3.0, 1.0])).to_bytes()
+
+
+def fuzz_name(prefix: str, seed_name: str) -> str:
+    """A file name for a mutated seed that keeps what the loader dispatches on: its whole suffix (.nii.gz)."""
+    suffix = ".nii.gz" if seed_name.endswith(".nii.gz") else Path(seed_name).suffix
+    return f"{prefix}{suffix}"
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -67,12 +94,15 @@ def check_file(name: str, data: bytes, folder: Path) -> str:
     path = folder / name
     path.write_bytes(data)
     t = time.perf_counter()
-    try:
-        slices = read_file(path)
-        group_series(slices)
-        outcome = "ok"
-    except BrainMRIError:
-        outcome = "refused"
+    if path.suffix in ("", ".zip"):  # archives and DICOMDIRs stand for several files: read as a study
+        outcome = "ok" if load_paths([path]).slices else "refused"
+    else:
+        try:
+            slices = read_file(path)
+            group_series(slices)
+            outcome = "ok"
+        except BrainMRIError:
+            outcome = "refused"
     elapsed = time.perf_counter() - t
     if elapsed > TIME_LIMIT_S:
         raise AssertionError(f"{name}: took {elapsed:.1f} s")
@@ -116,7 +146,7 @@ def run(count: int, seed: int = 0) -> dict:
             else:
                 name = names[int(rng.integers(0, len(names)))]
                 data = mutate(seeds[name], rng)
-                check = lambda: check_file(f"{i}{Path(name).suffix}", data, folder)  # noqa: E731
+                check = lambda: check_file(fuzz_name(str(i), name), data, folder)  # noqa: E731
             try:
                 outcomes[check()] += 1
             except AssertionError:  # over the time limit

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .fuzz import check_file, check_manifest, image_seeds, manifest_seed, mutate
+from .fuzz import check_file, check_manifest, fuzz_name, image_seeds, manifest_seed, mutate
 
 SEEDS = image_seeds()
 NAMES = sorted(SEEDS)
@@ -17,7 +17,7 @@ NAMES = sorted(SEEDS)
 @given(which=st.integers(0, len(NAMES) - 1), seed=st.integers(0, 2**32 - 1))
 def test_mutated_images_end_in_slices_or_typed_errors(tmp_path, which, seed):
     name = NAMES[which]
-    check_file(f"input{seed}{name[name.rfind('.'):]}", mutate(SEEDS[name], np.random.default_rng(seed)), tmp_path)
+    check_file(fuzz_name(f"input{seed}", name), mutate(SEEDS[name], np.random.default_rng(seed)), tmp_path)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)

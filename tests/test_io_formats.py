@@ -127,7 +127,8 @@ def test_zip_bomb_member_is_refused_before_decompressing(tmp_path, monkeypatch):
         zf.writestr("ok.png", _png())
     calls = []
     real_open = zipfile.ZipFile.open
-    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, m, *a, **k: calls.append(m) or real_open(self, m, *a, **k))
+    monkeypatch.setattr(zipfile.ZipFile, "open",
+                        lambda self, m, *a, **k: calls.append(m) or real_open(self, m, *a, **k))
     report = load_paths([path])
     [error] = report.errors
     assert error.path.endswith("bomb.zip/zeros.dcm") and "zip bomb" in error.reason
@@ -161,12 +162,17 @@ def test_damaged_zip_is_refused_with_the_reason(tmp_path, content, reason):
     assert error.path == str(path) and reason in error.reason
 
 
-def test_member_with_a_bad_crc_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("method,at,damage", [
+    (zipfile.ZIP_STORED, 40, b"\xff" * 8),  # the CRC check catches it
+    (zipfile.ZIP_DEFLATED, 0, b"\x07"),  # a reserved deflate block type: zlib.error (the fuzz harness found one)
+])
+def test_damaged_member_data_is_refused_by_name(tmp_path, method, at, damage):
     path = tmp_path / "crc.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(path, "w", method) as zf:
         zf.writestr("a.png", _png())
     data = bytearray(path.read_bytes())
-    data[data.index(b"IDAT") + 10] ^= 0xFF
+    start = len(b"PK\x03\x04") + 26 + len("a.png") + at
+    data[start : start + len(damage)] = damage
     path.write_bytes(bytes(data))
     [error] = load_paths([path]).errors
     assert error.path.endswith("crc.zip/a.png") and "damaged zip member" in error.reason
@@ -208,7 +214,8 @@ def test_the_trainer_uses_the_cores_dicom_suffixes():
 # --- DICOMDIR ----------------------------------------------------------------------------------------------------
 
 def _pydicom_dicomdir_images() -> list[Path]:
-    return [Path(i.path) for i in FileSet(pydicom.dcmread(get_testdata_file("DICOMDIR"))) if i.node.record_type == "IMAGE"]
+    records = FileSet(pydicom.dcmread(get_testdata_file("DICOMDIR")))
+    return [Path(i.path) for i in records if i.node.record_type == "IMAGE"]
 
 
 def test_dicomdir_opened_directly_reads_every_image_it_references():

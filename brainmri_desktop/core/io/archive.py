@@ -7,8 +7,10 @@ ratios are bounded (zip bombs), and encrypted, nested, linked or escaping member
 
 from __future__ import annotations
 
+import lzma
 import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -58,7 +60,7 @@ def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> by
             return f.read(member.file_size + 1)
     except NotImplementedError:
         return UnsupportedError(path, f"zip member compressed with an unsupported method ({member.compress_type})")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:  # zlib: the fuzzer
         return UnreadableFileError(path, f"damaged zip member ({type(exc).__name__}: {str(exc)[:80]})")
 
 

@@ -98,7 +98,8 @@ def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         raise
     except BaseException as exc:  # noqa: BLE001 - decoders raise many types; the Rust RLE decoder even panics
         # (pyo3's PanicException derives from BaseException), found by the fuzz harness
-        raise UnreadableFileError(path, f"pixel data cannot be decoded ({type(exc).__name__}: {one_line(str(exc))})") from None
+        reason = f"pixel data cannot be decoded ({type(exc).__name__}: {one_line(str(exc))})"
+        raise UnreadableFileError(path, reason) from None
 
 
 def _encapsulated_frames(ds: pydicom.Dataset, frames: int):

@@ -219,4 +219,5 @@ def frame_metas(ds: pydicom.Dataset, frames: int) -> list[FrameMeta]:
             position = first_float(ds.get("SliceLocation"))
         return [FrameMeta(acquisition=base, position=position, pixel_spacing=spacing, window=window)]
     later = replace(base, image_position=None)
-    return [FrameMeta(acquisition=base if i == 0 else later, pixel_spacing=spacing, window=window) for i in range(frames)]
+    return [FrameMeta(acquisition=base if i == 0 else later, pixel_spacing=spacing, window=window)
+            for i in range(frames)]
