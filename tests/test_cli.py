@@ -87,3 +87,57 @@ def test_predict_names_stay_inside_the_cam_folder_and_unwritable_targets_fail_cl
     assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn",
                      "--cam-dir", str(blocker / "cams"), str(odd)]) == 2
     assert blocker.read_text() == "not a folder"
+
+
+def _run_cli(*args: str, env_home=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_DATA_HOME": str(env_home or "/nonexistent")}
+    return subprocess.run([sys.executable, "-m", "brainmri_desktop.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_command_line_mistakes_end_in_one_line_and_a_non_zero_status(model_dir, tmp_path):
+    cv2.imwrite(str(tmp_path / "x.png"), head_image(64, 64))
+    for args, words in ((["--tta", "99"], "99 is outside 1-8"), (["--tta", "0"], "0 is outside 1-8"),
+                        (["--tta", "two"], "'two' is not a whole number"), (["--model", "nope"], "nope: no usable model"),
+                        (["--colour"], "unrecognized arguments: --colour")):
+        proc = _run_cli("predict", "--models-dir", str(model_dir), *args, str(tmp_path / "x.png"), env_home=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_predict_help_names_the_default_model_policy():
+    proc = _run_cli("predict", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "Grad-CAM was measured to point at tumours" in text and "ResNet50" not in text and "1-8" in text
+
+
+def test_a_manifest_asking_for_more_views_than_exist_predicts_with_all_of_them(model_dir, tmp_path):
+    import json
+
+    shutil.copytree(model_dir / "tiny-cnn", tmp_path / "m" / "tiny-cnn")
+    manifest = tmp_path / "m" / "tiny-cnn" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "default_tta": 10}))
+    cv2.imwrite(str(tmp_path / "a.png"), head_image(70, 90))
+    out = tmp_path / "out.csv"
+    assert brainmri(["predict", "--models-dir", str(tmp_path / "m"), "--model", "tiny-cnn", "--full-tta",
+                     "--out", str(out), str(tmp_path / "a.png")]) == 0
+    assert [r["augmentations"] for r in csv.DictReader(open(out))] == ["8"]
+
+
+def test_high_sensitivity_decides_the_flags_of_the_csv(model_dir, tmp_path):
+    write_dicom_series(tmp_path / "series", n=4)
+    rows = {}
+    for flag in ([], ["--high-sensitivity"]):
+        out = tmp_path / f"out{len(flag)}.csv"
+        assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn", *flag, "--out", str(out),
+                         str(tmp_path / "series")]) == 0
+        rows[bool(flag)] = list(csv.DictReader(open(out)))
+    for high, threshold in ((False, 0.5), (True, 0.2)):
+        assert all(float(r["threshold"]) == threshold for r in rows[high])
+        assert [r["flagged"] for r in rows[high]] == [str(int(float(r["probability"]) >= threshold)) for r in rows[high]]

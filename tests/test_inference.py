@@ -5,7 +5,8 @@ import pytest
 
 from brainmri_desktop.core.errors import CancelledError
 from brainmri_desktop.core.gradcam import GradCAM
-from brainmri_desktop.core.inference import LoadedModel, TTAConfig, find_model, predict, sigmoid
+from brainmri_desktop.core.inference import LoadedModel, TTAConfig, predict, sigmoid
+from brainmri_desktop.core.model_choice import find_model
 from brainmri_desktop.core.packages import discover
 from brainmri_desktop.core.preprocess import preprocess_values
 
@@ -30,7 +31,7 @@ def test_identity_tta_equals_plain_prediction(tiny, inputs):
     expected = sigmoid(raw / tiny.manifest.temperature + tiny.manifest.logit_bias)
     np.testing.assert_allclose([r.probability for r in results], expected, rtol=1e-5)
     assert all(r.augmentations == 1 and r.tta_std == 0 for r in results)
-    assert [r.flagged for r in results] == list(expected >= tiny.manifest.threshold.threshold)
+    assert all(not hasattr(r, "flagged") for r in results)  # deciding is the session's (core.session.decide)
 
 
 def test_full_tta_averages_logits_of_every_view(tiny, inputs):
@@ -86,3 +87,13 @@ def test_default_model_is_the_best_validated_one(model_dir):
     picked = find_model([ModelEntry(entries[0].path, "bundled", pointing), ModelEntry(entries[1].path, "bundled", half)],
                         None)
     assert picked.manifest is pointing
+
+
+def test_tta_beyond_the_views_that_exist_is_refused_with_the_one_limit():
+    from brainmri_desktop.core.augment import MAX_TTA, TTA_ORDER
+
+    assert MAX_TTA == len(TTA_ORDER)
+    TTAConfig(count=MAX_TTA)
+    for count in (0, MAX_TTA + 1):
+        with pytest.raises(ValueError, match=f"between 1 and {MAX_TTA}"):
+            TTAConfig(count=count)

@@ -7,18 +7,32 @@ import pytest
 from brainmri_desktop.core.io.images import read_image
 from brainmri_desktop.core.preprocess import PreprocessSpec, preprocess_slice, preprocess_values, to_model_input
 from trainer.data import Sample
-from trainer.dataset import preprocess_sample
+from trainer.dataset import _work, uint8_batch
 
 from .synthetic import head_image
 
 
-def test_training_and_inference_paths_give_identical_input(tmp_path):
+def test_what_training_feeds_is_what_inference_feeds(tmp_path):
+    """Training reads its images from the uint8 cache that `_work` fills, batched by `uint8_batch` and normalised by
+    the training graph's own input layer; the application preprocesses the slice itself. The network must see the
+    same input both ways, up to the uint8 rounding of the cache."""
+    import keras
+
+    from trainer.train_graph import uint8_trainee
+
     path = tmp_path / "a.png"
     cv2.imwrite(str(path), head_image(120, 90, tumour=(60, 40, 6)))
-    spec = PreprocessSpec(input_size=48)
+    spec = PreprocessSpec(input_size=48, model_normalisation="resnet50")
     inference = preprocess_slice(read_image(path), spec)
-    training = preprocess_sample(Sample(path, 1, "x"), spec)
-    np.testing.assert_array_equal(inference.image, training.image)
+    cached, head, _hash, _mask, reason = _work((Sample(path, 1, "x"), spec.to_dict()))
+    assert reason == "" and cached.dtype == np.uint8 and head == pytest.approx(inference.head_fraction)
+    image = keras.Input((None, None, 3))
+    sees = uint8_trainee(keras.Model(image, image), spec.model_normalisation)  # the network's input, as trained
+    trained_on = np.asarray(sees(uint8_batch(cached[None], spec.input_size)))[0]
+    served = to_model_input(inference.image[None], spec.model_normalisation)[0]
+    assert trained_on.shape == served.shape == (48, 48, 3)
+    assert np.abs(trained_on - served).max() <= 0.5 + 1e-3  # half a uint8 step, on resnet50's 0-255 scale
+    assert 0 < np.abs(trained_on - served).mean() < 0.3  # rounded, not another image
 
 
 def test_crop_keeps_aspect_ratio_with_padding():
