@@ -198,6 +198,13 @@ def test_view_state_comes_back(view):
 
 
 # -------------------------------------------------------------------- keys
+def _activate(qtbot, widget):
+    # Window shortcuts fire only in the active window.
+    widget.show()
+    widget.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is widget, timeout=2000)
+
+
 @pytest.fixture
 def host(qtbot, pair, settings):
     widget = QWidget()
@@ -205,8 +212,7 @@ def host(qtbot, pair, settings):
     bar = WindowLevelBar(settings)
     cine = CineController(widget)
     actions = ViewingActions(widget, pair, bar, cine)
-    widget.show()
-    qtbot.waitExposed(widget)
+    _activate(qtbot, widget)
     return widget, actions, bar, cine
 
 
@@ -524,3 +530,23 @@ def test_f1_opens_the_shortcut_list_built_at_that_moment(qtbot, host, monkeypatc
     assert len(opened) == 1
     texts = [opened[0].table.item(r, 1).text() for r in range(opened[0].table.rowCount())]
     assert "Added later" in texts and "Keyboard and mouse shortcuts" in texts
+
+
+def test_arrow_keys_step_a_focused_number_box_and_slices_elsewhere(qtbot, settings):
+    from PySide6.QtWidgets import QVBoxLayout
+
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    bar, view = WindowLevelBar(settings), ImageView()
+    layout = QVBoxLayout(widget)
+    layout.addWidget(bar)
+    layout.addWidget(view)
+    actions = ViewingActions(widget, [view], bar)
+    steps = []
+    actions.step.connect(steps.append)
+    _activate(qtbot, widget)
+    bar.set_slice(_slice())
+    qtbot.keyClick(bar.centre_spin, Qt.Key_Up)
+    assert steps == [] and bar.window == (1001.0, 2200.0)
+    qtbot.keyClick(widget, Qt.Key_Up)  # the same key anywhere else in the window
+    assert steps == [-1]

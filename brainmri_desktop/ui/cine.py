@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QToolButton, QWidget
 
+from .viewing import keep_arrow_keys
+
 MIN_FPS, MAX_FPS = 1, 30
 
 
@@ -81,6 +83,7 @@ class CineBar(QWidget):
         self.speed.setValue(controller.fps)
         self.speed.setToolTip("Cine speed")
         self.speed.valueChanged.connect(controller.set_fps)
+        keep_arrow_keys(self.speed)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         for w in (self.play, QLabel("speed"), self.speed):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QInputDialog, QLabel, QPushButton,
                                QWidget)
 
@@ -21,6 +21,22 @@ HEADER, FULL, BRAIN = "Header", "Full range", "Brain"
 CT_BRAIN = (40.0, 80.0)  # centre, width in HU: the brain window of every CT reading room
 _SETTINGS_KEY = "viewing/window_presets"
 _MIN_WIDTH = 1e-6
+
+
+_SPIN_KEYS = {Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown}
+
+
+class _SpinKeys(QObject):
+    def eventFilter(self, watched, event):
+        if event.type() == QEvent.ShortcutOverride and event.key() in _SPIN_KEYS:
+            event.accept()  # the number box steps its value instead of the window moving to another slice
+            return True
+        return False
+
+
+def keep_arrow_keys(spin) -> None:
+    """Arrow and Page keys in a focused number box change its number; elsewhere they move through the slices."""
+    spin.installEventFilter(_SpinKeys(spin))
 
 
 def _span(lo: float, hi: float) -> tuple[float, float]:
@@ -84,6 +100,7 @@ class WindowLevelBar(QWidget):
         spin.setDecimals(2)
         spin.setKeyboardTracking(False)  # apply a typed number when it is complete, not at every digit
         spin.setToolTip(tip)
+        keep_arrow_keys(spin)
         return spin
 
     # -------------------------------------------------------------- presets
