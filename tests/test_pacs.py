@@ -190,8 +190,8 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
 def misbehaving():
     servers = []
 
-    def start(**attributes) -> str:
-        handler = type("Handler", (_Misbehaving,), attributes)
+    def start(handler: type = _Misbehaving, **attributes) -> str:
+        handler = type("Handler", (handler,), attributes)
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -258,21 +258,14 @@ def test_garbage_retrieve_leaves_nothing_in_the_cache(misbehaving):
 
     class Handler(_Misbehaving):
         def do_GET(self):
-            wado = "/series/" in self.path and "?" not in self.path.split("/series/")[-1] and "/series/" + series_uid in self.path
+            wado = self.path.endswith(f"/series/{series_uid}")  # else the QIDO search that lists the series
             self.body = multipart if wado else series.encode()
             self.content_type = (f'multipart/related; type="application/dicom"; boundary={boundary}' if wado
                                  else "application/dicom+json")
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(PacsError, match="not DICOMweb while retrieving"):
-            retrieve_study(client_for(f"http://127.0.0.1:{server.server_address[1]}/dicom-web"), StudyCache(),
-                           study_uid)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with pytest.raises(PacsError, match="not DICOMweb while retrieving"):
+        retrieve_study(client_for(misbehaving(Handler)), StudyCache(), study_uid)
     assert _nothing_written()
 
 
@@ -303,14 +296,8 @@ def test_bearer_token_is_sent_and_never_shown(misbehaving):
             seen.append(self.headers.get("Authorization"))
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        settings = ServerSettings(f"http://127.0.0.1:{server.server_address[1]}/dicom-web", token="t0ken-secret")
-        assert find_studies(PacsClient(settings), StudyQuery()) == []
-    finally:
-        server.shutdown()
-        server.server_close()
+    settings = ServerSettings(misbehaving(Handler), token="t0ken-secret")
+    assert find_studies(PacsClient(settings), StudyQuery()) == []
     assert seen == ["Bearer t0ken-secret"]
     assert "t0ken" not in repr(settings) + str(settings.to_dict())
 

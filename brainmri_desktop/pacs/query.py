@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pydicom
 
+from ..core.io.dicom_meta import text
 from .client import PacsClient
 
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
@@ -82,11 +83,6 @@ def _int(value) -> int | None:
         return None
 
 
-def _text(ds: pydicom.Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value)
-
-
 def find_studies(client: PacsClient, query: StudyQuery) -> list[StudySummary]:
     doing = "searching for studies"
     studies = []
@@ -95,10 +91,10 @@ def find_studies(client: PacsClient, query: StudyQuery) -> list[StudySummary]:
         modalities = ds.get("ModalitiesInStudy", [])
         modalities = (modalities,) if isinstance(modalities, str) else tuple(str(m) for m in modalities or ())
         studies.append(StudySummary(
-            uid=str(ds.StudyInstanceUID), date=_text(ds, "StudyDate"), description=_text(ds, "StudyDescription"),
+            uid=str(ds.StudyInstanceUID), date=text(ds, "StudyDate"), description=text(ds, "StudyDescription"),
             modalities=modalities, series_count=_int(ds.get("NumberOfStudyRelatedSeries")),
-            instance_count=_int(ds.get("NumberOfStudyRelatedInstances")), patient_id=_text(ds, "PatientID"),
-            patient_name=_text(ds, "PatientName"), accession=_text(ds, "AccessionNumber")))
+            instance_count=_int(ds.get("NumberOfStudyRelatedInstances")), patient_id=text(ds, "PatientID"),
+            patient_name=text(ds, "PatientName"), accession=text(ds, "AccessionNumber")))
     return sorted(studies, key=lambda s: (s.date, s.uid), reverse=True)
 
 
@@ -108,6 +104,6 @@ def list_series(client: PacsClient, study_uid: str) -> list[SeriesSummary]:
     for item in client.search_series(study_uid, SERIES_FIELDS):
         ds = _dataset(client, item, doing)
         series.append(SeriesSummary(
-            uid=str(ds.SeriesInstanceUID), modality=_text(ds, "Modality"), description=_text(ds, "SeriesDescription"),
+            uid=str(ds.SeriesInstanceUID), modality=text(ds, "Modality"), description=text(ds, "SeriesDescription"),
             number=_int(ds.get("SeriesNumber")), instance_count=_int(ds.get("NumberOfSeriesRelatedInstances"))))
     return sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid))

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import CancelledError
+from ..core.io.study import Cancel, Progress
 from .cache import StudyCache
 from .client import PacsClient
 from .query import SeriesSummary, list_series, valid_uid
 
 # Series that hold no images to triage: reports (ours included, from an earlier run), key objects, presentation states.
 NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "DOC"})
-
-Progress = Callable[[int, int], None]
-Cancel = Callable[[], bool]
 
 
 @dataclass
