@@ -423,6 +423,12 @@ def test_ruler_without_spacing_measures_pixels_and_says_so(view):
     assert view.measurements[0].label.endswith("px (no pixel spacing)")
 
 
+def test_a_click_with_the_ruler_leaves_no_ruler(view):
+    view.set_ruler_tool(True)
+    got = _measure(view, QPointF(10.5, 10.5), QPointF(10.5, 10.5))
+    assert got == [] and view.measurements == []
+
+
 def test_rulers_are_cleared_by_another_slice_and_do_not_pan(view):
     view.set_geometry(PixelGeometry.of(_slice()))
     view.set_ruler_tool(True)

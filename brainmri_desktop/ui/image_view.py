@@ -31,6 +31,7 @@ def mouse_help() -> str:
     return "; ".join(f"{what}: {does.lower()}" for what, does in MOUSE_GESTURES) + "."
 
 
+_MIN_RULER_PX = 0.5  # image pixels
 _NOTCH = 120  # angleDelta of one wheel notch; touchpads send smaller steps that add up to it
 
 _JET = None
@@ -313,7 +314,11 @@ class ImageView(QGraphicsView):
         if self._drawing is not None and event.button() == Qt.LeftButton:
             ruler, self._drawing = self._drawing, None
             ruler.set_end(self._pixel_at(event.position()))
-            self.measured.emit(ruler.distance)
+            if ruler.line().length() < _MIN_RULER_PX:  # a click, not a measurement
+                self.scene().removeItem(ruler)
+                self._rulers.remove(ruler)
+            else:
+                self.measured.emit(ruler.distance)
             return
         super().mouseReleaseEvent(event)
 
