@@ -4,6 +4,7 @@ misbehave on purpose (slow, garbage). Orthanc missing is a failure that says wha
 from __future__ import annotations
 
 import http.server
+import io
 import os
 import threading
 import time
@@ -267,6 +268,46 @@ def test_garbage_retrieve_leaves_nothing_in_the_cache(misbehaving):
     with pytest.raises(PacsError, match="not DICOMweb while retrieving"):
         retrieve_study(client_for(misbehaving(Handler)), StudyCache(), study_uid)
     assert _nothing_written()
+
+
+def test_server_that_stalls_halfway_through_a_series_times_out_and_leaves_nothing(misbehaving):
+    study_uid, series_uid = generate_uid(), generate_uid()
+    series = f'[{{"0020000E": {{"vr": "UI", "Value": ["{series_uid}"]}}, "00201209": {{"vr": "IS", "Value": [3]}}}}]'
+    instance = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    instance.StudyInstanceUID, instance.SeriesInstanceUID = study_uid, series_uid
+    part = io.BytesIO()
+    instance.save_as(part, enforce_file_format=True)
+
+    class Handler(_Misbehaving):
+        def do_GET(self):
+            if not self.path.endswith(f"/series/{series_uid}"):
+                self.body = series.encode()
+                return super().do_GET()
+            self.send_response(200)
+            self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=b0')
+            self.end_headers()
+            self.wfile.write(b"--b0\r\nContent-Type: application/dicom\r\n\r\n" + part.getvalue() + b"\r\n--b0")
+            self.wfile.flush()
+            time.sleep(3)  # the first instance is whole, then the server goes quiet
+
+    written = []
+    with pytest.raises(PacsError, match="no answer within 0.5 s while retrieving"):
+        retrieve_study(client_for(misbehaving(Handler), timeout_s=0.5), StudyCache(), study_uid,
+                       progress=lambda done, total: written.append((done, total)))
+    assert written == [(1, 3)]  # one instance was on disk (in partial/) when the server stalled
+    assert _nothing_written()
+
+
+def test_a_killed_retrieve_is_swept_from_the_cache(tmp_path):
+    cache = StudyCache(tmp_path / "cache")
+    stale = cache.partial_dir / "1.2.3.abc"
+    stale.mkdir(parents=True)
+    (stale / "1.2.3.4.dcm").write_bytes(b"half")
+    os.utime(stale, (1, 1))
+    fresh = cache.partial_dir / "1.2.3.def"
+    fresh.mkdir()
+    cache.evict()
+    assert not stale.exists() and fresh.exists()
 
 
 def test_authentication(tmp_path):

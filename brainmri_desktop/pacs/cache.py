@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..core.errors import CancelledError, PacsError
 from .query import valid_uid
 
 DEFAULT_MAX_BYTES = 2 << 30
+STALE_PARTIAL_S = 24 * 3600
 SUFFIX = ".dcm"
 
 
@@ -111,7 +113,9 @@ class StudyCache:
         return sorted((p for p in self.studies_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
 
     def evict(self, keep: str | None = None) -> list[str]:
-        """Removes least recently used studies (never `keep`) until the cache fits; the UIDs removed."""
+        """Removes least recently used studies (never `keep`) until the cache fits, and what a killed process left in
+        `partial/`; the UIDs removed."""
+        self._sweep_partial()
         removed = []
         sizes = {p: _folder_size(p) for p in self.studies()}
         total = sum(sizes.values())
@@ -124,6 +128,18 @@ class StudyCache:
             total -= size
             removed.append(folder.name)
         return removed
+
+    def _sweep_partial(self) -> None:
+        """Series folders a killed process left half-written; old enough that no running retrieve still owns them."""
+        if not self.partial_dir.is_dir():
+            return
+        cutoff = time.time() - STALE_PARTIAL_S
+        for folder in self.partial_dir.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
     def clear(self) -> None:
         """Empties the cache (the user asked); left-overs of an interrupted process go too."""

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pydicom
 import requests
+import urllib3
 from dicomweb_client import DICOMwebClient
 
 from ..core.errors import PacsError
@@ -67,7 +68,10 @@ class PacsClient:
             raise
         except requests.Timeout:
             raise self.error(f"no answer within {self.settings.timeout_s:g} s while {doing}") from None
-        except requests.ConnectionError:
+        except requests.ConnectionError as exc:
+            if any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args):
+                # a stream that stalls mid-body: requests reports it as a connection error
+                raise self.error(f"no answer within {self.settings.timeout_s:g} s while {doing}") from None
             raise self.error(f"cannot be reached while {doing} (is the server running, is the URL right?)") from None
         except requests.HTTPError as exc:
             raise self.error(f"{_http_reason(exc)} while {doing}") from None
