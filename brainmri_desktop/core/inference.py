@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import backend
 from .augment import MAX_TTA, TTA_ORDER, apply_tta
 from .errors import CancelledError, ModelPackageError
 from .manifest import Manifest, OperatingPoint
@@ -86,19 +87,17 @@ class LoadedModel:
 
 
 def logit_function(keras_model):
-    """A compiled function from model input to the `logit` layer's output."""
+    """A compiled function, on any Keras backend, from model input to the `logit` layer's output."""
     import keras
-    import tensorflow as tf
 
-    head = keras.Model(keras_model.inputs, keras_model.get_layer("logit").output)
-    return tf.function(lambda x: head(x, training=False), reduce_retracing=True, autograph=False)
+    return backend.forward(keras.Model(keras_model.input, keras_model.get_layer("logit").output))
 
 
 def run_logits(fn, images: np.ndarray, normalisation: str, batch_size: int = 32) -> np.ndarray:
     out = []
     for start in range(0, len(images), batch_size):
         x = to_model_input(images[start : start + batch_size], normalisation)
-        out.append(np.asarray(fn(x)).reshape(-1))
+        out.append(np.asarray(fn(x), dtype=np.float32).reshape(-1))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 

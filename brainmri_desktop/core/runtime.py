@@ -1,24 +1,62 @@
-"""Which device TensorFlow computes on, said once in words the application can show."""
+"""Which backend and device the models compute on, said once in words the application can show
+("TensorFlow, CPU (2 cores)", "JAX, GPU (NVIDIA H200)"), and TensorFlow's start-up logging kept quiet.
+
+Imported before anything loads TensorFlow, so the log level below is read when TensorFlow starts.
+"""
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from . import backend
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present wherever the NVIDIA kernel driver runs (Linux)
+
+# TensorFlow's CUDA build calls cuInit at start-up and logs "failed call to cuInit ... UNKNOWN ERROR (303)" as an
+# ERROR wherever there is no NVIDIA driver: on every CPU-only machine. There its C++ errors say nothing a user can act
+# on (Python errors still raise), so only they are hidden; with a driver, warnings stay hidden and errors are shown.
+# A level the user set is kept.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if NVIDIA_DRIVER.exists() else "3")
+
+
+def _cores() -> str:
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def _tensorflow_device() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return _cores()
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass  # already initialised: growth can no longer be changed, which is harmless
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU ({details.get('device_name', gpus[0].name)})"
+
+
+def _jax_device() -> str:
+    import jax
+
+    device = jax.devices()[0]
+    return _cores() if device.platform == "cpu" else f"{device.platform.upper()} ({device.device_kind})"
+
+
+def _torch_device() -> str:
+    import torch
+
+    return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else _cores()
+
+
+DEVICES = {"tensorflow": _tensorflow_device, "jax": _jax_device, "torch": _torch_device}
 
 
 @lru_cache(maxsize=1)
 def device_description() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        for gpu in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except (RuntimeError, ValueError):
-                pass  # already initialised: growth can no longer be changed, which is harmless
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU ({details.get('device_name', gpus[0].name)})"
-    return f"CPU ({os.cpu_count()} cores)"
+    device = DEVICES.get(backend.name(), _cores)
+    return f"{backend.display_name()}, {device()}"
