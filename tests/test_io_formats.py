@@ -109,15 +109,20 @@ def test_odd_members_are_refused_by_name_and_the_rest_load(tmp_path):
         zf.writestr(link, "/etc/passwd")
         zf.writestr("good.png", _png())
         zf.writestr("__MACOSX/._good.png", b"resource fork")
+        zf.writestr("nameless.png", _png())
     _set_central_flag(path, 0x1)
+    data = path.read_bytes()  # a name cut to nothing in the directory, as the fuzz harness found (IndexError)
+    at = data.rindex(b"nameless.png")
+    path.write_bytes(data[:at] + b"\0" + data[at + 1 :])
     report = load_paths([path])
     assert [s.path.name for s in report.slices] == ["good.png"]
     reasons = {Path(e.path).name: e.reason for e in report.errors}
+    assert "without a name" in reasons["odd.zip"]
     assert "encrypted" in reasons["secret.png"]
     assert "outside the archive" in reasons["escape.png"]
     assert "zip inside a zip" in reasons["inner.zip"]
     assert "link" in reasons["link.png"]
-    assert len(report.errors) == 4
+    assert len(report.errors) == 5
 
 
 def test_zip_bomb_member_is_refused_before_decompressing(tmp_path, monkeypatch):

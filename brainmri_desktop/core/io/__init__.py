@@ -1,6 +1,6 @@
-"""Reading slices from image files, DICOM files and folders of them."""
+"""Reading slices from image, DICOM and NIfTI files, DICOMDIRs, zip archives and folders of them."""
 
-from .slices import PatientInfo, SeriesInfo, Slice
-from .study import LoadReport, Series, load_paths
+from .slices import Acquisition, PatientInfo, SeriesInfo, Slice
+from .study import LoadReport, Series, iter_load, load_paths
 
-__all__ = ["PatientInfo", "SeriesInfo", "Slice", "Series", "LoadReport", "load_paths"]
+__all__ = ["Acquisition", "PatientInfo", "SeriesInfo", "Slice", "Series", "LoadReport", "iter_load", "load_paths"]

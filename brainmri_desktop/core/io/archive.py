@@ -66,6 +66,8 @@ def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> by
 
 def _member_problem(member: zipfile.ZipInfo) -> str | None:
     name = member.filename
+    if not name:
+        return "zip member without a name (damaged directory entry), not read"
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
         return "zip member with a path outside the archive (absolute or '..'), not read"
@@ -101,7 +103,7 @@ def list_zip(archive: Path, skip: Callable[[str], bool]) -> ZipListing:
             archive, f"zip archive would decompress to {total >> 20} MiB (limit {MAX_TOTAL_BYTES >> 20}), not opened")
     listing = ZipListing(archive)
     for info in infos:
-        if info.is_dir():
+        if info.filename and info.is_dir():  # an empty name (damaged directory) is refused below
             continue
         problem = _member_problem(info)
         parts = PurePosixPath(info.filename).parts

@@ -17,7 +17,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from ..errors import BrainMRIError, NotAnImageError, UnreadableFileError, UnsupportedError
 from .codestream import declared_size, lacks_scan, mend_sequential_scans
-from .dicom_meta import FrameMeta, frame_metas, patient_info, series_info, text
+from .dicom_meta import FrameMeta, frame_metas, int_or_none, patient_info, series_info, text
 from .slices import Slice
 
 # pydicom logs element values when it meets odd ones; values can be identifying, so they stay out of our logs.
@@ -205,11 +205,7 @@ def _read_dicom(path: Path, data: bytes | None) -> list[Slice]:
     if not np.isfinite(frames).all():
         frames = np.nan_to_num(frames.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     series, patient = series_info(ds, path), patient_info(ds)
-    instance = ds.get("InstanceNumber")
-    try:
-        instance = int(instance) if instance not in (None, "") else None
-    except (TypeError, ValueError):
-        instance = None
+    instance = int_or_none(ds.get("InstanceNumber"))
     return [
         Slice(
             path=path,

@@ -68,7 +68,7 @@ def _strings(value) -> tuple[str, ...]:
     return tuple(str(v).strip().upper() for v in values)
 
 
-def _int(value) -> int | None:
+def int_or_none(value) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
@@ -83,7 +83,7 @@ def series_info(ds: pydicom.Dataset, path: Path) -> SeriesInfo:
         study_description=text(ds, "StudyDescription"),
         study_date=text(ds, "StudyDate"),
         study_uid=text(ds, "StudyInstanceUID"),
-        number=_int(ds.get("SeriesNumber")),
+        number=int_or_none(ds.get("SeriesNumber")),
     )
 
 
