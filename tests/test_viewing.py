@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence, QMouseEvent, QWheelEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from brainmri_desktop.core.demo import head_image
 from brainmri_desktop.core.geometry import PixelGeometry
 from brainmri_desktop.core.io.slices import Acquisition, SeriesInfo, Slice
 from brainmri_desktop.ui.cine import CineBar, CineController
 from brainmri_desktop.ui.image_view import ImageView, Orientation
+from brainmri_desktop.ui.reading import ReadingTools
 from brainmri_desktop.ui.shortcuts import ShortcutsDialog, ViewingActions, shortcut_rows
-from brainmri_desktop.ui.viewing import BRAIN, CT_BRAIN, FULL, HEADER, PixelReadout, WindowLevelBar
+from brainmri_desktop.ui.viewing import BRAIN, CT_BRAIN, FULL, HEADER, PixelReadout, SeriesMemory, WindowLevelBar
 
 H, W = 40, 60  # not square, so that turns and flips show
 
@@ -474,8 +475,6 @@ def test_cine_bar_sets_speed_and_follows_the_controller(qtbot):
 
 
 def test_each_series_keeps_its_slice_view_and_window(qtbot, pair, settings):
-    from brainmri_desktop.ui.viewing import SeriesMemory
-
     bar = WindowLevelBar(settings)
     qtbot.addWidget(bar)
     memory = SeriesMemory()
@@ -539,8 +538,6 @@ def test_f1_opens_the_shortcut_list_built_at_that_moment(qtbot, host, monkeypatc
 
 
 def test_arrow_keys_step_a_focused_number_box_and_slices_elsewhere(qtbot, settings):
-    from PySide6.QtWidgets import QVBoxLayout
-
     widget = QWidget()
     qtbot.addWidget(widget)
     bar, view = WindowLevelBar(settings), ImageView()
@@ -556,3 +553,112 @@ def test_arrow_keys_step_a_focused_number_box_and_slices_elsewhere(qtbot, settin
     assert steps == [] and bar.window == (1001.0, 2200.0)
     qtbot.keyClick(widget, Qt.Key_Up)  # the same key anywhere else in the window
     assert steps == [-1]
+
+
+# ------------------------------------------------------- wired to a window
+# The reading tools wired to a small stand-in window (a series, two linked views, the slice shown by index), the way
+# the main window wires them.
+def _named_series(uid: str, n: int, window=(1000.0, 2200.0)) -> list[Slice]:
+    return [Slice(Path(f"{uid}-{i}.dcm"), head_image(40, 60, seed=i, dtype=np.uint16, scale=8), window=window,
+                  pixel_spacing=(0.5, 0.8), series=SeriesInfo(uid),
+                  acquisition=Acquisition((1, 0, 0, 0, 1, 0), (0.0, 0.0, 5.0 * i))) for i in range(n)]
+
+
+class Reader(QWidget):
+    """What a window does: show slice i of the current series with the tools' window, tell the tools."""
+
+    def __init__(self, settings: QSettings):
+        super().__init__()
+        self.view, self.cam_view = ImageView(), ImageView()
+        self.view.viewChanged.connect(self.cam_view.set_view)
+        self.cam_view.viewChanged.connect(self.view.set_view)
+        self.tools = ReadingTools(self, (self.view, self.cam_view), settings)
+        layout = QVBoxLayout(self)
+        for w in (self.tools.window_bar, self.tools.cine_bar, self.view, self.cam_view, self.tools.readout):
+            layout.addWidget(w)
+        self.tools.sliceRequested.connect(self.select_slice)
+        self.tools.window_bar.windowChanged.connect(lambda *_: self.show_current())
+        self.series = {"A": _named_series("A", 6), "B": _named_series("B", 3, window=(50.0, 100.0))}
+        self.uid, self.current = "", -1
+
+    def open_series(self, uid: str) -> None:
+        if self.uid:
+            self.tools.leave_series(self.uid)
+        self.uid = uid
+        self.select_slice(self.tools.enter_series(uid, self.series[uid][0]))
+        self.tools.restore_series(uid)
+
+    def select_slice(self, index: int) -> None:
+        self.current = index
+        s = self.series[self.uid][index]
+        self.tools.slice_shown(index, len(self.series[self.uid]), s)
+        self.show_current()
+
+    def show_current(self) -> None:
+        s = self.series[self.uid][self.current]
+        for v in (self.view, self.cam_view):
+            v.set_image(s.display_image(self.tools.window))
+
+
+@pytest.fixture
+def reader(qtbot, tmp_path):
+    r = Reader(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(r)
+    r.resize(500, 700)
+    r.show()
+    r.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is r, timeout=2000)
+    r.open_series("A")
+    return r
+
+
+def test_wheel_and_keys_scroll_and_stop_at_the_ends(qtbot, reader):
+    _wheel(reader.view, -120)
+    _wheel(reader.cam_view, -240)
+    assert reader.current == 3
+    qtbot.keyClick(reader, Qt.Key_PageDown)
+    assert reader.current == 5  # stops at the last slice
+    qtbot.keyClick(reader, Qt.Key_Home)
+    assert reader.current == 0
+    qtbot.keyClick(reader, Qt.Key_Up)
+    assert reader.current == 0
+    qtbot.keyClick(reader, Qt.Key_End)
+    assert reader.current == 5
+
+
+def test_cine_plays_through_the_series_and_stops(qtbot, reader):
+    reader.tools.cine_bar.speed.setValue(30)
+    seen = []
+    reader.tools.sliceRequested.connect(seen.append)
+    qtbot.keyClick(reader, Qt.Key_Space)
+    qtbot.waitUntil(lambda: len(seen) >= 7, timeout=3000)
+    qtbot.keyClick(reader, Qt.Key_Space)
+    assert seen[:7] == [1, 2, 3, 4, 5, 0, 1] and not reader.tools.cine.running
+
+
+def test_right_drag_redraws_with_the_new_window(qtbot, reader):
+    before = reader.view.shown_image().pixelColor(30, 20).value()
+    centre = reader.view.viewport().rect().center()
+    _drag(reader.view, centre, centre + QPoint(0, -80), Qt.RightButton)
+    assert reader.tools.window[0] > 1000.0  # dragging up raises the centre: the tissue turns darker
+    assert reader.view.shown_image().pixelColor(30, 20).value() < before
+
+
+def test_readout_follows_the_slice_shown(qtbot, reader):
+    qtbot.keyClick(reader, Qt.Key_Down)
+    assert _pixel_under(reader.view, QPointF(10.5, 20.5)) == (10, 20)
+    # Slice 1 lies at z = 5 mm; column 10 at 0.8 mm, row 20 at 0.5 mm from the first pixel.
+    assert "L 8.0 P 10.0 S 5.0 mm" in reader.tools.readout.text()
+
+
+def test_each_series_comes_back_as_it_was_left(qtbot, reader):
+    qtbot.keyClick(reader, Qt.Key_Down)
+    qtbot.keyClick(reader, Qt.Key_Down)
+    qtbot.keyClick(reader, Qt.Key_R)
+    reader.tools.window_bar.set_window(500, 300)
+    reader.open_series("B")
+    assert reader.current == 0 and reader.tools.window == (50.0, 100.0)
+    assert reader.view.orientation == Orientation()  # a new series starts upright
+    reader.open_series("A")
+    assert reader.current == 2 and reader.tools.window == (500.0, 300.0)
+    assert reader.view.orientation == Orientation().rotated(1) == reader.cam_view.orientation
