@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom.data
@@ -116,11 +117,14 @@ def test_folder_vanishing_while_loading_is_reported(tmp_path):
 
 
 def test_patient_identity_never_reaches_exports_or_logs(qtbot, model_dir, tmp_path, caplog):
-    """Sentinels in every identifying field; the whole workflow with identity hidden; every written file searched."""
+    """Sentinels in every identifying field; the whole workflow with identity hidden; every written file searched,
+    the PDF through its text (its streams are compressed and its lines kerned into pieces). The same export with
+    identity shown must hold the name, or the search could not have found it."""
     from PySide6.QtCore import QSettings
 
     from brainmri_desktop.ui.main_window import MainWindow
 
+    from .pdf_text import pdf_text
     from .synthetic import write_dicom_series
 
     sentinels = ["ZZSENTINELNAME", "ZZSENTINELID", "19111111", "ZZSENTINELACC"]
@@ -131,23 +135,37 @@ def test_patient_identity_never_reaches_exports_or_logs(qtbot, model_dir, tmp_pa
     caplog.set_level("DEBUG")
     window = MainWindow(models_dirs=[model_dir], settings=QSettings(str(out / "settings.ini"), QSettings.IniFormat))
     qtbot.addWidget(window)
-    window.model_combo.setCurrentIndex(window.model_combo.findData("tiny-cnn"))
+    window.bar.choose("tiny-cnn")
     window.open_paths([tmp_path / "study"])
-    qtbot.waitUntil(lambda: len(window.results) == 4 and window.infer_worker is None, timeout=60000)
-    assert window.hide_identity.isChecked()
+    qtbot.waitUntil(lambda: window.session is not None and window.session.complete
+                    and window.triage.infer_worker is None, timeout=60000)
+    assert window.bar.hide_identity.isChecked()
     assert not any(s in window.windowTitle() for s in sentinels)
+    window.session.include_out_of_scope = True
+    m = window.session.manifest
+    window.session.manifest = replace(m, threshold=replace(m.threshold, threshold=1e-6))  # every slice in the PDF
     window.select_slice(1)
     window.mark("agree")
     window.export_csv(out / "table.csv")
     window.export_pdf(out / "report.pdf")
+    qtbot.waitUntil(lambda: window.triage.export_worker is None, timeout=60000)
+    text = pdf_text((out / "report.pdf").read_bytes())
+    assert "BrainMRI triage report" in text and "reader: agree" in text
+    shown = tmp_path / "shown"
+    window.bar.hide_identity.setChecked(False)
+    window.export_pdf(shown / "report.pdf")
+    qtbot.waitUntil(lambda: window.triage.export_worker is None, timeout=60000)
+    assert f"Patient: {sentinels[0]}" in pdf_text((shown / "report.pdf").read_bytes())  # the search can see it
+    window.bar.hide_identity.setChecked(True)
     window.close()
-    written = list(out.rglob("*")) + [window.reviews.path]
+    written = list(out.rglob("*")) + [window.session.reviews.path]
     home = Path(os.environ["XDG_DATA_HOME"]).parent
     written += [p for p in home.rglob("*") if p.is_file()]
     for path in written:
         if path.is_file():
             data = path.read_bytes()
+            searched = pdf_text(data) if data[:5] == b"%PDF-" else data.decode("latin-1")
             for s in sentinels:
-                assert s.encode() not in data, f"{s} found in {path}"
+                assert s not in searched, f"{s} found in {path}"
     for s in sentinels:
         assert s not in caplog.text

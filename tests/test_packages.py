@@ -112,3 +112,48 @@ def test_half_precision_package_loads_back_and_predicts_like_the_original(model_
     assert all(w.dtype == np.float32 for w in loaded.keras_model.get_weights())
     images = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
     np.testing.assert_allclose(loaded.logits(images), original.logits(images), atol=2e-2)
+
+
+def test_looking_again_never_hashes_unchanged_packages_and_sees_a_changed_one(model_dir, tmp_path, monkeypatch):
+    import os
+
+    from brainmri_desktop.core import packages
+
+    pkg = _copy(model_dir, tmp_path)
+    hashed = []
+    real = packages.sha256_file
+    monkeypatch.setattr(packages, "sha256_file", lambda path: hashed.append(path) or real(path))
+    cache = packages.PackageCache()
+    first = discover([tmp_path / "models"], cache=cache)  # the bundled packages too
+    assert sorted(p.name for p in hashed if p.parent == pkg) == ["architecture.json", "weights.npz"] and first[-1].ok
+    hashed.clear()
+    for _ in range(3):
+        again = discover([tmp_path / "models"], cache=cache)
+    assert hashed == [] and again[-1].manifest == first[-1].manifest
+    data = bytearray((pkg / "weights.npz").read_bytes())
+    data[-10] ^= 0xFF  # same size: only the modification time tells
+    (pkg / "weights.npz").write_bytes(bytes(data))
+    st = (pkg / "weights.npz").stat()
+    os.utime(pkg / "weights.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    changed = discover([tmp_path / "models"], cache=cache)[-1]
+    assert not changed.ok and "sha256" in changed.error.reason and pkg / "weights.npz" in hashed
+
+
+def test_package_folders_are_written_through_core_atomic(model_dir, tmp_path, monkeypatch):
+    """A failure while writing leaves the previous package whole and no temporary folder beside it."""
+    from brainmri_desktop.core import atomic
+    from brainmri_desktop.core.packages import write_package
+    from tests.synthetic import bright_spot_model
+
+    pkg = _copy(model_dir, tmp_path, "spot")
+    before = {p.name: p.read_bytes() for p in pkg.iterdir()}
+    manifest = read_package(pkg)
+
+    def full_disk(f, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "_write_synced", full_disk)
+    with pytest.raises(OSError):
+        write_package(pkg, manifest, bright_spot_model(), force=True)
+    assert {p.name: p.read_bytes() for p in pkg.iterdir()} == before
+    assert [p.name for p in pkg.parent.iterdir()] == ["spot"]
