@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from brainmri_desktop.core.errors import BrainMRIError
+from brainmri_desktop.core.intensity import robust_range
 from brainmri_desktop.core.io.study import read_file
 
 from .config import TrainConfig
@@ -39,7 +40,7 @@ def eda(cfg: TrainConfig, out: Path, per_source_sample: int = 200, seed: int = 0
             means.append(float(v.mean()))
             stds.append(float(v.std()))
             if k < 4:
-                lo, hi = np.percentile(v, (0.5, 99.5))
+                lo, hi = robust_range(v)
                 grid.append(np.clip((v - lo) / max(hi - lo, 1e-6), 0, 1))
                 titles.append(f"{source} / {'tumour' if members[i].label else 'no tumour'}")
         shapes = np.array(shapes) if shapes else np.zeros((0, 2))

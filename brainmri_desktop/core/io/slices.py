@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..intensity import robust_range
+
 
 @dataclass(frozen=True)
 class PatientInfo:
@@ -83,10 +85,10 @@ class Slice:
         return self.pixels.astype(np.float32, copy=False)
 
     def display_window(self) -> tuple[float, float]:
-        """(centre, width) for showing the slice: the file's own window, else the 0.5-99.5 percentile range."""
+        """(centre, width) for showing the slice: the file's own window, else its robust range (core.intensity)."""
         if self.window:
             return self.window
-        lo, hi = np.percentile(self.values(), (0.5, 99.5))
+        lo, hi = robust_range(self.values())
         return (float(lo + hi) / 2, max(float(hi - lo), 1e-6))
 
     def display_image(self, window: tuple[float, float] | None = None) -> np.ndarray:
