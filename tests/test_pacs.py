@@ -286,9 +286,11 @@ def test_server_that_stalls_halfway_through_a_series_times_out_and_leaves_nothin
             self.send_response(200)
             self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=b0')
             self.end_headers()
-            self.wfile.write(b"--b0\r\nContent-Type: application/dicom\r\n\r\n" + part.getvalue() + b"\r\n--b0")
+            head = b"--b0\r\nContent-Type: application/dicom\r\n\r\n"
+            # The first instance whole, the second cut off after 70 kB (more than one read), then silence.
+            self.wfile.write(head + part.getvalue() + b"\r\n" + head + part.getvalue() * 10)
             self.wfile.flush()
-            time.sleep(3)  # the first instance is whole, then the server goes quiet
+            time.sleep(3)
 
     written = []
     with pytest.raises(PacsError, match="no answer within 0.5 s while retrieving"):
