@@ -107,3 +107,16 @@ def test_edge_labels_of_an_axial_slice_shown_as_stored():
 def test_edge_labels_of_a_sagittal_slice():
     labels = edge_labels((0, 1, 0, 0, 0, -1), right=(1, 0), down=(0, 1))
     assert labels == {"left": "A", "right": "P", "top": "S", "bottom": "I"}
+
+
+def test_readout_of_a_dicom_file_read_by_the_loader(tmp_path):
+    from brainmri_desktop.core.io import load_paths
+
+    from .synthetic import write_dicom_series
+
+    # The synthetic series: axial (IOP 1,0,0,0,1,0), slice i at IPP (0, 0, 5 i) mm, 1 mm pixels.
+    write_dicom_series(tmp_path / "series", n=4)
+    slices = load_paths([tmp_path / "series"]).slices
+    third = next(s for s in slices if s.acquisition and s.acquisition.image_position[2] == 10.0)
+    text = readout(third, 3, 4)
+    assert "3.0, 4.0 mm" in text and "L 3.0 P 4.0 S 10.0 mm" in text

@@ -183,3 +183,21 @@ def test_loading_again_replaces_the_tree(browser):
 
 def test_series_rows_carry_their_uid(browser):
     assert browser.series_index(T2.uid).data(UID_ROLE) == T2.uid
+
+
+def test_series_read_by_the_loader_are_grouped_with_identity_hidden(qtbot, tmp_path):
+    from brainmri_desktop.core.io import load_paths
+
+    from .synthetic import write_dicom_series
+
+    write_dicom_series(tmp_path / "t1", n=6, description="T1 AX")
+    write_dicom_series(tmp_path / "t2", n=4, description="T2 AX")
+    slices = load_paths([tmp_path]).slices
+    b = StudyBrowser()
+    qtbot.addWidget(b)
+    b.set_slices(slices)
+    counts = sorted(len(b.indices_of(uid)) for uid in b.series_uids())
+    assert counts == [4, 6]
+    names = {b.series_index(uid).data() for uid in b.series_uids()}
+    assert names == {"T1 AX (MR)", "T2 AX (MR)"}
+    assert "Synthetic" not in _all_text(b.model) and "SYN-0001" not in _all_text(b.model)
