@@ -472,3 +472,12 @@ def test_end_to_end_retrieve_triage_and_send_the_report(orthanc, study, model_di
     assert flags == ["Yes" if decisions[i].flagged else "No" for i in done]
     scopes = [str(i.TextValue) for i in _sr_items(sr) if i.ConceptNameCodeSequence[0].CodeValue == "SCOPE"]
     assert scopes == [decisions[i].out_of_scope for i in done if decisions[i].out_of_scope]
+
+
+def test_the_pacs_package_imports_no_qt_and_no_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, brainmri_desktop.pacs.cli; "
+            "sys.exit(any(m.startswith(('PySide6', 'PyQt', 'superqt', 'trainer')) for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
