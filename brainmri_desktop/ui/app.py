@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 from ..core import runtime  # noqa: F401 - quietens TensorFlow before it loads
+from ..core.wording import DISCLAIMER
 
 
 def dark_palette(app) -> None:
@@ -25,7 +25,9 @@ def dark_palette(app) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="brainmri-desktop", description="BrainMRI: brain MRI tumour triage (a triage aid, not a diagnosis)")
+    from ..cli import OneLineParser
+
+    parser = OneLineParser(prog="brainmri-desktop", description=f"BrainMRI: brain MRI tumour triage. {DISCLAIMER}")
     parser.add_argument("paths", nargs="*", type=Path, help="images, DICOM files or folders to open")
     parser.add_argument("--models-dir", action="append", type=Path, default=[])
     parser.add_argument("--version", action="store_true", help="print version, commit and model ids")
