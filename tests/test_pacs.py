@@ -481,3 +481,17 @@ def test_the_pacs_package_imports_no_qt_and_no_trainer():
     code = ("import sys, brainmri_desktop.pacs.cli; "
             "sys.exit(any(m.startswith(('PySide6', 'PyQt', 'superqt', 'trainer')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_server_settings_keep_secrets_out_of_every_string():
+    settings = ServerSettings("http://reader:s3cret@[::1]:8042/dicom-web/", timeout_s=5)
+    assert (settings.url, settings.username, settings.password) == ("http://[::1]:8042/dicom-web", "reader", "s3cret")
+    saved = settings.to_dict()
+    assert "s3cret" not in repr(settings) + str(saved) and saved["auth"] == "basic"
+    assert ServerSettings.from_dict(saved, password="s3cret") == settings
+    for bad in ("ftp://h/dw", "http:///dw", "http://reader:s3cret@h:port/dw"):
+        with pytest.raises(ValueError) as caught:
+            ServerSettings(bad)
+        assert "s3cret" not in str(caught.value)
+    with pytest.raises(ValueError, match="YYYYMMDD"):
+        StudyQuery(date="2024-01-01")

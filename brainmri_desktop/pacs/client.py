@@ -19,8 +19,10 @@ from dicomweb_client import DICOMwebClient
 from ..core.errors import PacsError
 from .settings import ServerSettings
 
-# dicomweb-client logs the URLs it requests at debug level, and URLs carry search terms such as a patient's ID.
-logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
+# dicomweb-client and urllib3 log the URLs they request at debug level, and a search URL carries its terms, such as
+# a patient's ID: those loggers stay above debug whatever the application's level.
+for _name in ("dicomweb_client", "urllib3.connectionpool"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 T = TypeVar("T")
 AS_STORED = (("application/dicom", "*"),)  # the instances as the server holds them, without transcoding

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 
-from ..core.errors import UnreadableFileError
+from ..core.errors import BrainMRIError, UnreadableFileError
 from .client import PacsClient
 from .findings import TriageFindings
 from .sc import build_overlay_images
@@ -37,7 +37,10 @@ def send_results(client: PacsClient, findings: TriageFindings,
     """Builds the report (and the captures of `overlays`: index into `findings.slices` -> RGB image from
     `sc.burn_overlay`) and stores them in the source study. Raises PacsError when the server does not take them."""
     sources = _sources(findings)
-    sr = build_sr(findings, sources)
+    try:
+        sr = build_sr(findings, sources)
+    except ValueError as exc:  # nothing to report, or slices of several studies
+        raise BrainMRIError(None, f"no report sent: {exc}") from None
     captures = build_overlay_images(list(findings.slices), sources, overlays or {})
     client.store([sr, *captures], str(sr.StudyInstanceUID))
     return SentResults(

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 ENV_PASSWORD = "BRAINMRI_PACS_PASSWORD"
 ENV_TOKEN = "BRAINMRI_PACS_TOKEN"
 DEFAULT_TIMEOUT_S = 30.0
+
+
+def _host(parts: SplitResult) -> str:
+    """host[:port] without user or password (IPv6 addresses in brackets)."""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:  # not a number: refused by the check, which shows the URL through here
+        port = None
+    return host + (f":{port}" if port else "")
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,10 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url.strip())
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(f"not an http(s) DICOMweb URL (bad port): {self.public_url}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) DICOMweb URL: {self.public_url}")
         if self.timeout_s <= 0:
@@ -35,15 +50,13 @@ class ServerSettings:
             # Credentials written into the URL move to their own fields, so the URL itself is safe to show.
             object.__setattr__(self, "username", self.username or unquote(parts.username or ""))
             object.__setattr__(self, "password", self.password or unquote(parts.password or ""))
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        object.__setattr__(self, "url", urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")))
+        object.__setattr__(self, "url", urlunsplit((parts.scheme, _host(parts), parts.path.rstrip("/"), "", "")))
 
     @property
     def public_url(self) -> str:
         """The URL without any credentials: the only form that reaches messages and logs."""
         parts = urlsplit(self.url.strip())
-        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
 
     @property
     def auth_kind(self) -> str:
