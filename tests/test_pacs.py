@@ -495,3 +495,13 @@ def test_server_settings_keep_secrets_out_of_every_string():
         assert "s3cret" not in str(caught.value)
     with pytest.raises(ValueError, match="YYYYMMDD"):
         StudyQuery(date="2024-01-01")
+
+
+def test_patient_identity_never_reaches_a_log(orthanc, study, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    client = client_for(orthanc.dicomweb)
+    assert find_studies(client, StudyQuery(patient_id=PATIENT_ID, accession="ACC-0001"))
+    retrieve_study(client, StudyCache(), study)
+    assert caplog.records and PATIENT_ID not in caplog.text and "ACC-0001" not in caplog.text
