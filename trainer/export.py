@@ -54,7 +54,9 @@ def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | No
                                          "ece_before", "ece_temperature_only", "ece_after", "ece_test",
                                          "tta_comparison")},
         training_data={"summary": res.get("data"), "duplicate_groups": res.get("duplicate_groups"),
-                       "split_sizes": res.get("split_sizes"), "excluded_sources": res.get("excluded_sources")},
+                       "split_sizes": res.get("split_sizes"), "excluded_sources": res.get("excluded_sources"),
+                       # where and how long it trained: backend, device, precision, seconds and command per session
+                       "sessions": res.get("sessions")},
         config=cfg,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         trainer_version=__version__,
@@ -69,7 +71,7 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     from brainmri_desktop.core.inference import LoadedModel
     from brainmri_desktop.core.packages import ModelEntry
 
-    from .card import gradcam_scores, mid_brain_metrics, model_card, split_samples
+    from .card import gradcam_scores, mid_brain_metrics, model_card, reproduce_commands, split_samples
 
     def run_model(run: Path, manifest: Manifest) -> LoadedModel:
         model = keras.models.load_model(Path(run) / "model.keras", compile=False, safe_mode=True)
@@ -88,8 +90,9 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
         manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": cams, "mid_brain": mid})
         for run in leave_out_runs or []:
             leave_out_mid[Path(run).name] = mid_brain_metrics(split_samples(run), run_model(run, manifest_from_run(run)))
-    command = f"brainmri-train train --config <config below> --out {run_dir.name}\n" \
-              f"brainmri-train export {run_dir.name} --id {manifest.id}"
+    trained = reproduce_commands(json.loads((run_dir / "results.json").read_text()))
+    command = "\n".join(trained or [f"brainmri-train train --config <config below> --out {run_dir.name}"]) \
+        + f"\nbrainmri-train export {run_dir.name} --id {manifest.id}"
     for run in leave_out_runs or []:
         command += f" --leave-out {Path(run).name}"
     card = model_card(run_dir, manifest.to_dict(), cams, command, leave_out_runs, mid, leave_out_mid)
