@@ -12,6 +12,15 @@ from .data import Sample
 from .evaluate import evaluate_samples, mid_brain
 from .metrics import with_intervals
 from .train import load_samples
+from .train_graph import describe_hardware
+
+# Where each source of the development data comes from, for the sources a run trained on.
+SOURCE_REFERENCES = {
+    "kaggle-navoneel": "Kaggle 'Brain MRI Images for Brain Tumor Detection' (N. Chakrabarty)",
+    "kaggle-4class": "Kaggle 'Brain Tumor MRI Dataset' (M. Nickparvar; figshare, SARTAJ, Br35H)",
+    "br35h": "Br35H (A. Hamada)",
+    "lgg-flair": "TCGA-LGG FLAIR with masks (Buda et al., TCIA)",
+}
 
 
 def split_samples(run_dir: Path) -> dict[str, list[Sample]]:
@@ -136,6 +145,58 @@ def _leave_out_lines(runs: list[Path], cfg: dict, mid_brain: dict[str, dict] | N
     return out + [""]
 
 
+def _compute_line(res: dict) -> str:
+    """How long, where and with which precision the run trained, from the sessions it recorded."""
+    minutes = (f"{res['epoch_seconds'] / 60:.0f} min of training epochs" if res.get("epoch_seconds")
+               else f"{res['train_seconds'] / 60:.0f} min")
+    line = (f"- Trained {res['epochs_trained']} epochs (best validation AUC at epoch {res['best_epoch']}), {minutes}")
+    sessions = [s for s in res.get("sessions") or [] if s["epochs"][1] > s["epochs"][0]]
+    if not sessions:
+        return line + "; the trainer of this run did not record its hardware."
+    parts = [(f"epoch {b}" if a + 1 == b else f"epochs {a + 1}-{b}") + f" on {describe_hardware(s)}, "
+             f"{s['precision']}, {s['seconds'] / 60:.1f} min" for s in sessions for a, b in [s["epochs"]]]
+    return line + ": " + "; ".join(parts) + "."
+
+
+def _sources_lines(res: dict) -> list[str]:
+    """Split, references and limitations of the sources this run read, and which of them trained."""
+    by_source = res["data"]["by_source"]
+    dg = res["duplicate_groups"]
+    patients = [s for s, d in by_source.items() if d.get("patients")]
+    others = [s for s in by_source if s not in patients]
+    groups = ", ".join(filter(None, [f"{', '.join(patients)} by patient" if patients else "",
+                                     f"{', '.join(others)} by near-duplicate group" if others else ""]))
+    refs = [SOURCE_REFERENCES[s] for s in by_source if s in SOURCE_REFERENCES]
+    return [f"Split {res['split_sizes']} (train/validation/test images) over groups: {groups} (16x16 difference hash, "
+            f"Hamming distance <= {dg['max_distance']}: {dg['links']} links, {dg['images_merged']} images in shared "
+            "groups), across sets." + (f" Sources: {'; '.join(refs)} - research use under their licences." if refs else "")]
+
+
+def _limitations(res: dict, m: dict) -> list[str]:
+    by_source = res["data"]["by_source"]
+    trained = [s for s in by_source if s not in (res.get("excluded_sources") or [])]
+    no_patients = [s for s, d in by_source.items() if not d.get("patients")]
+    lines = ["- Single 2-D slices; no use of neighbouring slices or other sequences of the study.",
+             f"- Seen in training: slices of {', '.join(trained)} only; other sources, sequences, scanners and "
+             "populations are untested; the leave-one-source-out figures above show how far a new source can fall."]
+    if m["preprocessing"].get("strip_rim"):
+        lines.append(f"- The border of the head ({m['preprocessing']['strip_rim']:.0%} of its diameter: scalp, skull, "
+                     "outer cortex) is blanked before the model sees a slice: tumours at the surface of the brain "
+                     "(meningiomas, for example) lose part of their evidence there.")
+    if no_patients:
+        lines.append(f"- No patient information in {', '.join(no_patients)}: slices of one patient may sit on both "
+                     "sides of a split where the duplicate hash did not join them.")
+    if "kaggle-navoneel" in by_source:
+        lines.append("- In this data snapshot the kaggle-navoneel images hold only three grey levels (0-2): they carry "
+                     "little anatomy, and metrics on that source say little.")
+    return lines + ["- The figures above are what this run measured, with the intervals shown."]
+
+
+def reproduce_commands(res: dict) -> list[str]:
+    """The commands that trained the run, one per session, as typed (paths as they were where it ran)."""
+    return [s["command"] for s in res.get("sessions") or [] if s.get("command")]
+
+
 def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: str,
                leave_out_runs: list[Path] | None = None, mid_brain: dict | None = None,
                leave_out_mid_brain: dict[str, dict] | None = None) -> str:
@@ -156,9 +217,7 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         f"- Architecture: {m['architecture']}; input {m['preprocessing']['input_size']} px; "
         f"Grad-CAM layer `{m['gradcam_layer']}`; weights stored as {m['weights_dtype']}.",
         f"- Initialisation: {m['initialisation']}.",
-        f"- Trained {res['epochs_trained']} epochs (best validation AUC at epoch {res['best_epoch']}), "
-        + (f"{res['epoch_seconds'] / 60:.0f} min of training epochs" if res.get("epoch_seconds")
-           else f"{res['train_seconds'] / 60:.0f} min") + " on 2 CPU cores, no GPU.",
+        _compute_line(res),
         _supervision_line(cfg),
         f"- Preprocessing: {'; '.join(m['preprocessing']['steps'])}.",
         "",
@@ -166,14 +225,9 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         "| source | images | tumour | no tumour | patients |\n|---|---|---|---|---|",
     ]
     lines += [f"| {s} | {d['images']} | {d['tumour']} | {d['no_tumour']} | {d['patients'] or '-'} |" for s, d in data.items()]
-    dg = res["duplicate_groups"]
     lines += [
         "",
-        f"Split {res['split_sizes']} (train/validation/test images) over groups: LGG by patient, the others by "
-        f"near-duplicate group (16x16 difference hash, Hamming distance <= {dg['max_distance']}: {dg['links']} links, "
-        f"{dg['images_merged']} images in shared groups), across sets. Sources: Kaggle 'Brain MRI Images for Brain "
-        "Tumor Detection' (N. Chakrabarty), Kaggle 'Brain Tumor MRI Dataset' (M. Nickparvar; figshare, SARTAJ, "
-        "Br35H), Br35H (A. Hamada), TCGA-LGG FLAIR with masks (Buda et al., TCIA) - research use under their licences.",
+        *_sources_lines(res),
         "",
         "## Results (calibrated probabilities, threshold chosen on validation)",
         f"Validation, all sources: AUC {_m(res['validation'], 'auc')}, sensitivity {_m(res['validation'], 'sensitivity')}, "
@@ -200,17 +254,7 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
                      if v["n"]) or "not measured") + ".",
         *_leave_out_lines(list(leave_out_runs or []), cfg, leave_out_mid_brain),
         "## Known limitations",
-        "- Single 2-D slices; no use of neighbouring slices or other sequences of the study.",
-        "- Seen in training: T1 post-contrast, T2 and FLAIR slices of the sources above; other sequences, scanners "
-        "and populations are untested; the leave-one-source-out figures above show how far a new source can fall.",
-        *([f"- The border of the head ({m['preprocessing']['strip_rim']:.0%} of its diameter: scalp, skull, outer cortex) "
-            "is blanked before the model sees a slice: tumours at the surface of the brain (meningiomas, for example) "
-            "lose part of their evidence there."] if m["preprocessing"].get("strip_rim") else []),
-        "- The Kaggle sets carry no patient information: slices of one patient may sit on both sides of a split "
-        "where the duplicate hash did not join them.",
-        "- In this data snapshot the kaggle-navoneel images hold only three grey levels (0-2): they carry little "
-        "anatomy, and metrics on that source say little.",
-        "- Trained briefly on a CPU; the figures above are what this run measured, with the intervals shown.",
+        *_limitations(res, m),
         "",
         "## Reproduce",
         f"```\n{command}\n```",

@@ -38,8 +38,9 @@ def _config(args) -> TrainConfig:
 def cmd_train(args) -> int:
     from .train import run
 
-    run(_config(args), args.out, resume=args.resume, command=args.command_line)
-    return 0
+    results = run(_config(args), args.out, resume=args.resume, command=args.command_line, packed=args.packed_data,
+                  time_budget=args.time_budget * 60 if args.time_budget else None)
+    return 3 if "paused_after_epoch" in results else 0  # 3: stopped by --time-budget, continue with --resume
 
 
 def cmd_export(args) -> int:
@@ -126,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p)
     p.add_argument("--out", type=Path, default=Path("runs/latest"))
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--packed-data", type=Path, dest="packed_data",
+                   help="data preprocessed elsewhere (python -m trainer.remote pack-data) instead of the data folders")
+    p.add_argument("--time-budget", type=float, dest="time_budget",
+                   help="minutes: stop after the last epoch expected to end within them (exit status 3); "
+                        "--resume continues")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("cv", help="k-fold or leave-one-source-out cross-validation")
     _data_args(p)

@@ -141,20 +141,17 @@ class LesionTargets:
         return np.stack([share / 255.0, known], axis=-1)
 
 
-def fixed_order(n: int, batch_size: int, rng: np.random.Generator | None, cover_all: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and weights (1 real, 0 padding) for batches that all hold `batch_size` images, so the compiled step sees
-    one input shape. Training (`cover_all` False) drops the ragged end of a shuffled epoch, which the next epoch's
-    order covers; evaluation pads its last batch with weight-0 repeats, so every image counts once. Fewer images
-    than a batch are repeated to fill one."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    real = np.ones(n, np.float32)
-    if n < batch_size or cover_all:
-        total = max(1, int(np.ceil(n / batch_size))) * batch_size
-        pad = total - n
-        order = np.concatenate([order, order[np.arange(pad) % n]])
-        real = np.concatenate([real, np.zeros(pad, np.float32) if cover_all else np.ones(pad, np.float32)])
-    keep = len(order) // batch_size * batch_size
-    return order[:keep], real[:keep]
+def batch_order(n: int, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Indices of an epoch's batches. Shuffled (training, `rng` given), every batch holds `batch_size` images, so the
+    compiled step sees one input shape: the ragged end is dropped (the next epoch's order covers it), and fewer images
+    than a batch are repeated to fill one. In order (evaluation), every image once, the last batch possibly shorter
+    (padding would bias the loss Keras reports; one more shape compiles once)."""
+    if rng is None:
+        return np.arange(n)
+    order = rng.permutation(n)
+    if n < batch_size:
+        order = order[np.arange(batch_size) % n]
+    return order[: len(order) // batch_size * batch_size]
 
 
 def uint8_batch(images_u8: np.ndarray, size: int) -> np.ndarray:
@@ -184,17 +181,17 @@ def make_sequence(images, labels, weights, batch_size, size, augmenter=None, shu
 
         def _order(self):
             rng = np.random.default_rng([seed, self.epoch]) if shuffle else None
-            self.order, self.real = fixed_order(len(images), batch_size, rng, cover_all=not shuffle)
+            self.order = batch_order(len(images), batch_size, rng)
 
         def __len__(self):
-            full = len(self.order) // batch_size
+            full = int(np.ceil(len(self.order) / batch_size))
             return min(full, max_batches) if max_batches else full
 
         def __getitem__(self, i):
             if workers > 1:
                 cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
             sel = slice(i * batch_size, (i + 1) * batch_size)
-            idx, real = self.order[sel], self.real[sel]
+            idx = self.order[sel]
             batch = images[idx]
             masks = lesion.masks[idx] if lesion is not None else [None] * len(idx)
             if augmenter is not None:
@@ -203,11 +200,11 @@ def make_sequence(images, labels, weights, batch_size, size, augmenter=None, shu
                 batch = np.stack([im for im, _m in pairs])
                 masks = [m for _im, m in pairs]
             x = uint8_batch(batch, size)
-            y, w = labels[idx].astype(np.float32), weights[idx].astype(np.float32) * real
+            y, w = labels[idx].astype(np.float32), weights[idx].astype(np.float32)
             if lesion is None:
                 return x, y, w
             targets = lesion.batch(np.stack(masks), idx)
-            return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": real}
+            return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": np.ones_like(w)}
 
         def on_epoch_end(self):
             self.epoch += 1

@@ -25,8 +25,10 @@ def training_curves(history: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for key in ("loss", "val_loss"):
         axes[0].plot(epochs, [h.get(key, np.nan) for h in history], label=key)
-    for key in ("auc", "val_auc"):
-        axes[1].plot(epochs, [h.get(key, np.nan) for h in history], label=key)
+    # A run with the lesion head logs the classifier's AUC as prob_auc / val_prob_auc.
+    for key in ("auc", "val_auc", "prob_auc", "val_prob_auc"):
+        if any(key in h for h in history):
+            axes[1].plot(epochs, [h.get(key, np.nan) for h in history], label=key)
     for ax, title in zip(axes, ("loss", "ROC-AUC")):
         ax.set_xlabel("epoch")
         ax.set_title(title)

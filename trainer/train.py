@@ -63,10 +63,16 @@ def load_samples(cfg: TrainConfig) -> list[Sample]:
     return samples
 
 
-def prepare(cfg: TrainConfig, cache_dir: Path | None) -> Prepared:
-    """Read and preprocess every image once, drop the unreadable, group duplicates and split."""
-    samples = load_samples(cfg)
-    cache = build_cache(samples, spec_for(cfg), cache_dir, workers=cfg.workers)
+def prepare(cfg: TrainConfig, cache_dir: Path | None, packed: Path | None = None) -> Prepared:
+    """Read and preprocess every image once, drop the unreadable, group duplicates and split. `packed`: a folder of
+    data preprocessed elsewhere (trainer/remote.py) instead of the config's data folders."""
+    if packed:
+        from .remote import load_packed
+
+        samples, cache = load_packed(packed, cfg)
+    else:
+        samples = load_samples(cfg)
+        cache = build_cache(samples, spec_for(cfg), cache_dir, workers=cfg.workers)
     unreadable = [(str(samples[i].path), r) for i, r in sorted(cache.errors.items())]
     keep = np.nonzero(cache.ok)[0]
     samples = [samples[i] for i in keep]
@@ -212,8 +218,10 @@ def _build_with_backbone(arch_cfg: ArchConfig):
 
 
 def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx, resume: bool = False, log=print,
-        command: str = ""):
-    """Train through every stage; returns the model with its best weights (by validation AUC) and the history."""
+        command: str = "", deadline: float | None = None):
+    """Train through every stage; returns the model with its best weights (by validation AUC) and the history. With a
+    `deadline` (time.time() value), training stops after the last epoch that is expected to end before it and the
+    model returned is None: `--resume` continues from that epoch."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -240,7 +248,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     norm = spec_for(cfg).model_normalisation
     keep_outputs_float32(trainee)
     graph = uint8_trainee(trainee, norm)  # what trains and is checkpointed; `model` shares its layers
-    start = 0
+    start, paused = 0, []
     for s_index, stage in enumerate(plan_stages(cfg)):
         end = start + stage.epochs
         if state["stopped"] or state["epoch"] >= end:
@@ -265,7 +273,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
         train_seq._order()
         val_seq = make_sequence(prepared.images(val_idx), prepared.labels[val_idx],
                                 np.ones(len(val_idx), np.float32), 64, stage.size, shuffle=False,
-                                lesion=targets.get("val"), workers=cfg.workers)
+                                lesion=targets.get("val"))
         final_stage = s_index == len(plan_stages(cfg)) - 1
 
         class RunState(keras.callbacks.Callback):
@@ -307,6 +315,9 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                 session["epochs"][1] = epoch + 1
                 session["seconds"] = round(session["seconds"] + time.time() - self.started, 1)
                 ckpt.save(self.model, state)
+                if deadline and not self.model.stop_training and 2 * time.time() - self.started > deadline:
+                    paused.append(epoch + 1)
+                    self.model.stop_training = True
 
         callbacks = [RunState()]
         if cfg.schedule == "plateau":
@@ -315,6 +326,9 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
         log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
         graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
                   verbose=2)
+        if paused:
+            log(f"time budget reached after epoch {paused[0]}: continue with --resume")
+            return None, state
         start = end
     # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
     for name in ("best.weights.h5", "last.weights.h5"):
@@ -369,7 +383,8 @@ def evaluate_predictions(cfg, logits_val, y_val, src_val, logits_test, y_test, s
     return out
 
 
-def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, command: str = "") -> dict:
+def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, command: str = "",
+        packed: Path | None = None, time_budget: float | None = None) -> dict:
     """The whole `train` command: writes config, split, checkpoints, model, results and plots into run_dir."""
     from .plots import write_run_plots
 
@@ -378,7 +393,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, comman
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     t0 = time.time()
-    prepared = prepare(cfg, Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache")
+    prepared = prepare(cfg, Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache", packed)
     split = prepared.split
     excluded = np.isin(prepared.sources, list(cfg.exclude_sources))
     train_idx = np.array([i for i in split.train if not excluded[i]])
@@ -393,7 +408,9 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, comman
     # Early stopping and the best epoch look only at the sources that train: a left-out source must not pick the epoch.
     log(f"early stopping watches {int(calib_mask.sum())} validation images of the training sources")
     model, state = fit(cfg, prepared, run_dir, train_idx, val_idx[calib_mask], resume=resume, log=log,
-                       command=command)
+                       command=command, deadline=t0 + time_budget if time_budget else None)
+    if model is None:
+        return {"paused_after_epoch": state["epoch"]}
     model.save(run_dir / "model.keras")
     norm = spec_for(cfg).model_normalisation
     views_val = view_logits(model, prepared.images(val_idx), norm, cfg.tta_eval)

@@ -2,7 +2,8 @@
 
     KERAS_BACKEND=jax python scripts/gpu/loop_speed.py --arch resnet50 --size 112 --batch 16 --steps 30 --workers 2
 
-Prints one JSON line; the first epoch (compilation) is not counted.
+Prints one JSON line; the first epoch (compilation) is not counted. With --input-only, the batches alone (read,
+augmented and built by --workers processes through Keras's own enqueuer), without a model.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     p.add_argument("--augment", default="heavy")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--precision", default="float32")
+    p.add_argument("--input-only", action="store_true")
     args = p.parse_args()
     import keras
 
@@ -37,6 +39,20 @@ def main() -> None:
     n = args.batch * args.steps
     images = rng.integers(0, 255, (n, args.size, args.size), dtype=np.uint8)
     labels = rng.integers(0, 2, n)
+    if args.input_only:
+        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+        seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size,
+                            build_augmenter(args.augment), shuffle=True, workers=args.workers)
+        adapter = PyDatasetAdapter(seq, shuffle=False)
+        adapter.on_epoch_begin()
+        t0 = time.perf_counter()
+        count = sum(len(batch[0]) for batch in adapter.get_numpy_iterator())
+        dt = time.perf_counter() - t0
+        adapter.on_epoch_end()
+        print(json.dumps({"input_only": True, "size": args.size, "batch": args.batch, "workers": args.workers,
+                          "augment": args.augment, "images_per_second": round(count / dt, 1)}))
+        return
     with precision(args.precision):
         classifier = build(ArchConfig(arch=args.arch))
     keep_outputs_float32(classifier)

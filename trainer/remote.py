@@ -1,0 +1,250 @@
+"""Training on another machine (the GPU machine of docs/GPU_TRAINING.md): the data packed to travel, the run brought
+back.
+
+The data travels preprocessed: the training cache (uint8 images at the run's input size, tumour regions, duplicate
+hashes, head fractions) with the samples' labels, sources and patients, so the machine there needs neither the data
+folders nor the preprocessing, and its split equals the one made here. Images go as JPEG (quality 95 by default) and
+tumour regions as PNG, in parts that each fit one call's carry limit. The run comes back without its checkpoints,
+its model as float16 weights (the precision the ResNet50 package stores anyway) and every file cut into pieces no
+larger than a call may return; `unpack_run` joins them and rebuilds `model.keras`, so `brainmri-train export` works
+on it as on a run trained here.
+
+    python -m trainer.remote pack-data --config C --out DIR [--part-mb 40]
+    python -m trainer.remote pack-run RUN OUT [--piece-mb 15]
+    python -m trainer.remote unpack-run IN RUN
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from brainmri_desktop.core.atomic import atomic_write_bytes, atomic_write_text
+
+from .config import TrainConfig, read_config
+from .data import Sample
+from .dataset import Cache
+
+PACK_FORMAT = 1
+MB = 1 << 20
+
+
+def _spec_key(cfg: TrainConfig) -> dict:
+    from .train import spec_for
+
+    # The model's normalisation is applied after the cache (see dataset._key): it does not change the packed data.
+    return {k: v for k, v in spec_for(cfg).to_dict().items() if k not in ("model_normalisation", "steps")}
+
+
+def _encode(array: np.ndarray, ext: str, params: list[int]) -> bytes:
+    ok, buf = cv2.imencode(ext, array, params)
+    if not ok:
+        raise ValueError(f"could not encode an image as {ext}")
+    return buf.tobytes()
+
+
+def pack_data(cfg: TrainConfig, out: Path, cache_dir: Path | None = None, part_mb: float = 40, quality: int = 95,
+              log=print) -> list[Path]:
+    """Preprocess the config's data here (through the usual cache) and write it as parts of at most `part_mb`."""
+    from .train import prepare
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(cfg, cache_dir)
+    cache, samples = prepared.cache, prepared.samples
+    parts, current, size = [], {"index": [], "jpeg": [], "mask_index": [], "png": []}, 0
+
+    def flush():
+        nonlocal current, size
+        if not current["index"]:
+            return
+        path = out / f"data-{len(parts):03d}.npz"
+        arrays = {"index": np.array(current["index"], np.int64), "mask_index": np.array(current["mask_index"], np.int64)}
+        for key in ("jpeg", "png"):
+            blobs = current[key]
+            arrays[key] = np.frombuffer(b"".join(blobs), np.uint8)
+            arrays[f"{key}_ends"] = np.cumsum([len(b) for b in blobs]).astype(np.int64)
+        np.savez(path, **arrays)
+        parts.append(path)
+        current, size = {"index": [], "jpeg": [], "mask_index": [], "png": []}, 0
+
+    for i in range(len(samples)):
+        jpeg = _encode(cache.images[i], ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
+        png = _encode(cache.masks[i], ".png", [cv2.IMWRITE_PNG_COMPRESSION, 9]) if cache.masks[i].any() else b""
+        if size + len(jpeg) + len(png) > part_mb * MB:
+            flush()
+        current["index"].append(i)
+        current["jpeg"].append(jpeg)
+        if png:
+            current["mask_index"].append(i)
+            current["png"].append(png)
+        size += len(jpeg) + len(png)
+    flush()
+    meta = {
+        "format": PACK_FORMAT, "spec": _spec_key(cfg), "size": int(cache.images.shape[1]), "count": len(samples),
+        "parts": [p.name for p in parts], "jpeg_quality": quality,
+        "samples": [{"path": str(s.path), "label": s.label, "source": s.source, "patient": s.patient,
+                     "mask": None if s.mask is None else str(s.mask), "outlined": s.outline is not None}
+                    for s in samples],
+    }
+    np.savez(out / "meta.npz", head_fraction=cache.head_fraction, hashes=cache.hashes, hashed=cache.hashed,
+             has_mask=cache.has_mask)
+    atomic_write_text(out / "pack.json", json.dumps(meta))
+    log(f"packed {len(samples)} images ({len(prepared.unreadable)} unreadable left out) at {meta['size']} px into "
+        f"{len(parts)} parts: " + ", ".join(f"{p.name} {p.stat().st_size / MB:.1f} MiB" for p in parts))
+    return [out / "pack.json", out / "meta.npz", *parts]
+
+
+def load_packed(pack_dir: Path, cfg: TrainConfig) -> tuple[list[Sample], Cache]:
+    """The samples and the cache of a packed data set, checked against the config's preprocessing."""
+    pack_dir = Path(pack_dir)
+    meta = json.loads((pack_dir / "pack.json").read_text())
+    if meta.get("format") != PACK_FORMAT:
+        raise ValueError(f"{pack_dir}: packed data of format {meta.get('format')}, this trainer reads {PACK_FORMAT}")
+    if meta["spec"] != _spec_key(cfg):
+        raise ValueError(f"{pack_dir}: packed with preprocessing {meta['spec']}, the config asks for {_spec_key(cfg)}")
+    n, size = meta["count"], meta["size"]
+    images = np.zeros((n, size, size), np.uint8)
+    masks = np.zeros_like(images)
+    seen = np.zeros(n, bool)
+    for name in meta["parts"]:
+        with np.load(pack_dir / name, allow_pickle=False) as z:
+            for key, index, target, flag in (("jpeg", z["index"], images, cv2.IMREAD_GRAYSCALE),
+                                             ("png", z["mask_index"], masks, cv2.IMREAD_GRAYSCALE)):
+                blob, ends = z[key], z[f"{key}_ends"]
+                for i, start, end in zip(index, np.concatenate(([0], ends[:-1])), ends):
+                    target[i] = cv2.imdecode(blob[start:end], flag)
+            seen[z["index"]] = True
+    if not seen.all():
+        raise FileNotFoundError(f"{pack_dir}: {int((~seen).sum())} images missing: are all parts "
+                                f"({', '.join(meta['parts'])}) there?")
+    with np.load(pack_dir / "meta.npz", allow_pickle=False) as z:
+        cache = Cache(images, z["head_fraction"], {}, z["hashes"], z["hashed"], masks, z["has_mask"])
+    # The outline's shape is not needed there (its region is in the cache); that there is one is kept for the card.
+    samples = [Sample(Path(s["path"]), s["label"], s["source"], s["patient"],
+                      None if s["mask"] is None else Path(s["mask"]), () if s["outlined"] else None)
+               for s in meta["samples"]]
+    return samples, cache
+
+
+# ---- the run's way back --------------------------------------------------------------------------------------------
+
+def split_file(path: Path, out_dir: Path, piece_bytes: int, name: str | None = None) -> list[dict]:
+    """`path` as pieces of at most `piece_bytes` in out_dir (named `name`, or name.000, name.001, ...), with their
+    order and checksums."""
+    data = Path(path).read_bytes()
+    name = name or Path(path).name
+    pieces = []
+    for k, start in enumerate(range(0, max(len(data), 1), piece_bytes)):
+        chunk = data[start : start + piece_bytes]
+        piece = f"{name}.{k:03d}" if len(data) > piece_bytes else name
+        (Path(out_dir) / piece).write_bytes(chunk)
+        pieces.append({"name": piece, "sha256": hashlib.sha256(chunk).hexdigest()})
+    return pieces
+
+
+def join_files(in_dir: Path, index: dict, out_dir: Path) -> None:
+    """Every file of `index` (file name -> pieces) joined from in_dir into out_dir; a missing or altered piece is an
+    error that names it."""
+    for rel, pieces in index.items():
+        parts = []
+        for piece in pieces:
+            path = Path(in_dir) / piece["name"]
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: piece of {rel} missing")
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != piece["sha256"]:
+                raise ValueError(f"{path}: piece of {rel} does not match its checksum")
+            parts.append(data)
+        atomic_write_bytes(Path(out_dir) / rel, b"".join(parts))
+
+
+RUN_FILES = ("config.json", "split.json", "results.json", "predictions.npz", "checkpoints/state.json")
+
+
+def pack_run(run_dir: Path, out_dir: Path, piece_mb: float = 15) -> list[Path]:
+    """A finished run as few files that may come back from the machine: one zip (no checkpoints; the model as its
+    architecture and float16 weights; plots) cut into pieces of at most `piece_mb`, and run-index.json."""
+    import keras
+
+    from brainmri_desktop.core.packages import weights_archive
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    archive = out_dir / "run.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.architecture.json", model.to_json())
+        z.writestr("model.weights.npz", weights_archive(model, "float16"), compress_type=zipfile.ZIP_STORED)
+        for rel in RUN_FILES:
+            if (run_dir / rel).exists():
+                z.write(run_dir / rel, rel)
+        for plot in sorted((run_dir / "plots").glob("*.png")):
+            z.write(plot, f"plots/{plot.name}")
+    index = {"run.zip": split_file(archive, out_dir, int(piece_mb * MB), "run.zip.part")}
+    archive.unlink()
+    atomic_write_text(out_dir / "run-index.json", json.dumps(index, indent=1))
+    return [out_dir / "run-index.json", *(out_dir / p["name"] for p in index["run.zip"])]
+
+
+def unpack_run(in_dir: Path, run_dir: Path) -> Path:
+    """The run folder again from what pack_run wrote: pieces joined and checked, `model.keras` rebuilt."""
+    import keras
+
+    in_dir, run_dir = Path(in_dir), Path(run_dir)
+    index = json.loads((in_dir / "run-index.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    join_files(in_dir, index, run_dir)
+    with zipfile.ZipFile(run_dir / "run.zip") as z:
+        z.extractall(run_dir)
+    (run_dir / "run.zip").unlink()
+    model = keras.models.model_from_json((run_dir / "model.architecture.json").read_text())
+    with np.load(run_dir / "model.weights.npz", allow_pickle=False) as z:
+        model.set_weights([z[f"w_{i}"].astype(np.float32) for i in range(len(z.files))])
+    model.save(run_dir / "model.keras")
+    for name in ("model.architecture.json", "model.weights.npz"):
+        (run_dir / name).unlink()
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.remote", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack-data", help="the config's data, preprocessed, in parts that travel")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cache-dir", type=Path)
+    p.add_argument("--part-mb", type=float, default=40)
+    p.add_argument("--quality", type=int, default=95)
+    p = sub.add_parser("pack-run", help="a finished run as pieces that may come back")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--piece-mb", type=float, default=15)
+    p = sub.add_parser("unpack-run", help="the run folder again from its pieces")
+    p.add_argument("in_dir", type=Path)
+    p.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pack-data":
+            cfg = read_config(args.config)
+            cache_dir = args.cache_dir or (Path(cfg.cache_dir) if cfg.cache_dir else None)
+            pack_data(cfg, args.out, cache_dir, args.part_mb, args.quality)
+        elif args.command == "pack-run":
+            pack_run(args.run_dir, args.out_dir, args.piece_mb)
+        else:
+            print(f"run ready for `brainmri-train export {unpack_run(args.in_dir, args.run_dir)}`")
+    except (ValueError, OSError) as exc:
+        print("trainer.remote: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
