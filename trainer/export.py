@@ -96,4 +96,8 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     for run in leave_out_runs or []:
         command += f" --leave-out {Path(run).name}"
     card = model_card(run_dir, manifest.to_dict(), cams, command, leave_out_runs, mid, leave_out_mid)
-    return write_package(target, manifest, loaded.keras_model, {"MODEL_CARD.md": card.encode()}, force=force)
+    from .scope_fit import add_scope
+
+    manifest, scope_files, card = add_scope(run_dir, loaded.keras_model, manifest, card)  # the scope guard's fit
+    return write_package(target, manifest, loaded.keras_model, {"MODEL_CARD.md": card.encode(), **scope_files},
+                         force=force)

@@ -1,0 +1,219 @@
+"""The scope guard: header rules on DICOM files written here, the blank-image verdict, and the out-of-distribution
+detector's fit, score, package round trip and tamper check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainmri_desktop.core.errors import ModelPackageError
+from brainmri_desktop.core.io.slices import Acquisition, SeriesInfo, Slice
+from brainmri_desktop.core.io.study import read_file
+from brainmri_desktop.core.ood import OOD_FILE, detector_from_bytes, load_ood, run_scoring, scoring_model
+from brainmri_desktop.core.packages import read_package, sha256_file
+from brainmri_desktop.core.preprocess import PreprocessSpec, preprocess_slice, preprocess_values
+from brainmri_desktop.core.scope import IN, OUT, UNDECIDED, assess, header_verdict, tilt_from_axial
+
+from .conftest import requires_data
+from .synthetic import write_dicom_series
+
+
+def _first(folder: Path, **extra) -> Slice:
+    paths = write_dicom_series(folder, n=1, size=64, extra=extra)
+    return read_file(paths[0])[0]
+
+
+@pytest.mark.parametrize("orientation, status, words", [
+    ([1, 0, 0, 0, 1, 0], IN, "axial"),
+    # 20 degrees about the left-right axis: a routine AC-PC angulation stays axial
+    ([1, 0, 0, 0, np.cos(np.radians(20)), -np.sin(np.radians(20))], IN, "axial"),
+    ([0, 1, 0, 0, 0, -1], OUT, "sagittal"),
+    ([1, 0, 0, 0, 0, -1], OUT, "coronal"),
+    ([1, 0, 0, 0, np.cos(np.radians(40)), -np.sin(np.radians(40))], OUT, "oblique"),
+])
+def test_orientation_from_dicom_headers(tmp_path, orientation, status, words):
+    verdict = header_verdict(_first(tmp_path, ImageOrientationPatient=[float(v) for v in orientation]))
+    assert verdict.status == status
+    assert words in verdict.reason
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"]}, "diffusion"),
+    ({"ImageType": ["DERIVED", "PRIMARY", "DIFFUSION", "ADC"]}, "diffusion"),
+    ({"DiffusionBValue": 1000.0}, "b = 1000"),
+    ({"ScanningSequence": ["EP"], "SequenceVariant": ["SK"]}, "echo-planar"),
+    ({"ImageType": ["ORIGINAL", "PRIMARY", "M", "MOSAIC"]}, "fMRI or perfusion"),
+    ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, "localiser"),
+    ({"SeriesDescription": "3-Plane Loc"}, "localiser"),
+    ({"SeriesDescription": "AAHead_Scout_64ch"}, "localiser"),
+    ({"SeriesDescription": "ep2d_diff_mddw_20"}, "diffusion"),
+    ({"ImageType": ["DERIVED", "SECONDARY", "OTHER"]}, "secondary"),
+    ({"ImageType": ["DERIVED", "PRIMARY", "MPR"]}, "reformat"),
+    ({"ImageType": ["DERIVED", "PRIMARY", "PROJECTION IMAGE"]}, "projection"),
+    ({"Modality": "CT"}, "CT image"),
+])
+def test_header_rules_put_slices_out_of_scope(tmp_path, extra, words):
+    verdict = header_verdict(_first(tmp_path, **extra))
+    assert verdict.status == OUT and verdict.evidence == "headers"
+    assert words in verdict.reason
+
+
+def test_ordinary_descriptions_and_b0_stay_in(tmp_path):
+    """Words are matched whole ("diff" must not fire inside "different"), and a b-value of 0 (which some makers write
+    on every image) is no evidence of diffusion."""
+    verdict = header_verdict(_first(tmp_path, SeriesDescription="AX FLAIR different TE", DiffusionBValue=0.0,
+                                    ImageType=["ORIGINAL", "PRIMARY", "M", "NORM"]))
+    assert verdict.status == IN
+
+
+def test_headers_that_cannot_tell_leave_the_slice_undecided(tmp_path):
+    png = tmp_path / "slice.png"
+    import cv2
+
+    from brainmri_desktop.core.demo import head_image
+
+    cv2.imwrite(str(png), head_image(64, 64))
+    assert header_verdict(read_file(png)[0]).status == UNDECIDED
+    no_orientation = Slice(tmp_path / "x.dcm", np.zeros((4, 4)), series=SeriesInfo("1", modality="MR"),
+                           acquisition=Acquisition())
+    assert header_verdict(no_orientation).status == UNDECIDED
+    assert tilt_from_axial((1, 0, 0, 1, 0, 0)) is None  # parallel cosines: a broken header, not a plane
+
+
+def test_blank_input_is_out_of_scope_with_its_reason(tmp_path):
+    blank = Slice(tmp_path / "blank.png", np.zeros((64, 64), np.uint8))
+    pre = preprocess_slice(blank, PreprocessSpec(input_size=32))
+    verdict = assess(blank, pre, None, None)
+    assert verdict.out_of_scope and "no head" in verdict.reason and verdict.evidence == "image"
+
+
+@requires_data("kaggle-navoneel", "no", "1 no.jpeg")
+@pytest.mark.parametrize("package", ["brainmri-cnn-small", "brainmri-resnet50"])
+def test_the_navoneel_blank_jpeg_is_out_of_scope(package):
+    """Under the bundled models' preprocessing this image becomes an all-black model input."""
+    from brainmri_desktop.core.packages import bundled_models_dir
+
+    from .conftest import DATA
+
+    spec = read_package(bundled_models_dir() / package).preprocessing
+    slice_ = read_file(DATA / "kaggle-navoneel" / "no" / "1 no.jpeg")[0]
+    pre = preprocess_slice(slice_, spec)
+    assert pre.image.max() == 0
+    verdict = assess(slice_, pre, None, None)
+    assert verdict.out_of_scope and "no head" in verdict.reason
+
+
+def _tiny_model():
+    from trainer.architectures import ArchConfig, build_cnn
+
+    return build_cnn(ArchConfig(cnn_widths=(4, 8, 8)))
+
+
+def _heads(n: int, seed: int) -> np.ndarray:
+    from brainmri_desktop.core.demo import head_image
+
+    rng = np.random.default_rng(seed)
+    return np.stack([preprocess_values(head_image(48, 48, seed=int(rng.integers(1 << 30))).astype(np.float32), None,
+                                       PreprocessSpec(input_size=32)).image for _ in range(n)])
+
+
+def _stripes(n: int) -> np.ndarray:
+    xx = np.arange(32, dtype=np.float32)
+    return np.stack([np.tile(((xx // (1 + k % 4)) % 2)[None, :], (32, 1)) for k in range(n)])
+
+
+def test_ood_fit_and_score_round_trip_separates_stripes_from_heads():
+    from trainer.scope_fit import choose_threshold, fit_detector
+
+    model = _tiny_model()
+    layers = ("block1_relu", "block2_relu", "block3_relu")
+    net = scoring_model(model, layers)
+    logits, feats = run_scoring(net, _heads(4, 9), "unit", grid=2)
+    assert logits.shape == (4,) and feats.shape == (4, 4 * (4 + 8 + 8))
+    _l, train = run_scoring(net, _heads(60, 1), "unit", grid=2)
+    detector = fit_detector(train, layers, grid=2, n_components=8)
+    _l, val = run_scoring(net, _heads(40, 2), "unit", grid=2)
+    scores = detector.score(val)
+    threshold = choose_threshold(scores, np.array(["a"] * 20 + ["b"] * 20), np.zeros(40, bool), max_out=0.05)
+    assert (scores[:20] > threshold).mean() <= 0.05 and (scores[20:] > threshold).mean() <= 0.05
+    _l, stripes = run_scoring(net, _stripes(12), "unit", grid=2)
+    assert (detector.score(stripes) > threshold).mean() >= 0.9
+    again = detector_from_bytes(detector.to_bytes(), Path("x"))
+    np.testing.assert_allclose(again.score(val), scores, rtol=1e-4)
+    assert again.layers == layers and again.grid == 2
+
+
+def test_threshold_counts_blank_slices_against_each_source():
+    from trainer.scope_fit import choose_threshold
+
+    scores = np.arange(100, dtype=float)
+    sources = np.array(["a"] * 100)
+    # 2 % of 100 may be out; two blank slices use that share, so no score may lie above the threshold
+    assert choose_threshold(scores, sources, np.isin(np.arange(100), [0, 1])) >= 99
+    assert 97 <= choose_threshold(scores, sources, np.zeros(100, bool)) < 98
+
+
+@pytest.fixture()
+def scoped_package(tmp_path):
+    """A package written by the core's writer, with an OOD fit added the way `fit-scope` adds it."""
+    from brainmri_desktop.core.manifest import Manifest, OperatingPoint
+    from brainmri_desktop.core.packages import write_package
+    from trainer.scope_fit import card_section, fit_detector, write_scope
+
+    model = _tiny_model()
+    point = OperatingPoint(0.5, "youden_j", "synthetic", 0.9, 0.8)
+    folder = write_package(tmp_path / "scoped", Manifest(
+        id="scoped", name="Scoped", architecture="cnn", preprocessing=PreprocessSpec(input_size=32),
+        gradcam_layer="block3_relu", temperature=1.0, threshold=point, files={}), model,
+        {"MODEL_CARD.md": b"# card\n\n## Known limitations\n- none\n"})
+    layers = ("block3_relu",)
+    _l, train = run_scoring(scoring_model(model, layers), _heads(30, 3), "unit")
+    detector = fit_detector(train, layers, n_components=4)
+    metrics = {"layers": list(layers), "grid": 1, "train_images": 30, "components": 4, "threshold": 1.0, "max_out": 0.02,
+               "validation": {"a": {"n": 30, "in_scope": 1.0}}}
+    trained = {"orientations": ["axial"], "sequences": {"a": "FLAIR"}, "input_kinds": ["PNG"], "not_seen": ["x"]}
+    write_scope(folder, detector, metrics, trained, card_section(trained, metrics, "test"))
+    return folder
+
+
+def test_package_with_an_ood_file_loads(scoped_package):
+    manifest = read_package(scoped_package)
+    assert manifest.ood_file == OOD_FILE and manifest.trained_on["orientations"] == ["axial"]
+    assert manifest.files[OOD_FILE] == sha256_file(scoped_package / OOD_FILE)
+    detector = load_ood(scoped_package, manifest)
+    assert detector.layers == ("block3_relu",) and detector.dim == 8
+    card = (scoped_package / "MODEL_CARD.md").read_text()
+    assert card.index("## Scope") < card.index("## Known limitations")
+
+
+def test_tampered_ood_file_is_refused(scoped_package):
+    path = scoped_package / OOD_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelPackageError, match="ood.npz does not match"):
+        read_package(scoped_package)
+
+
+def test_a_malformed_ood_file_with_a_matching_hash_is_refused(scoped_package):
+    """The hash only proves the file is the one listed; its contents are checked too."""
+    manifest_path = scoped_package / "manifest.json"
+    (scoped_package / OOD_FILE).write_bytes(b"not an npz archive")
+    d = json.loads(manifest_path.read_text())
+    d["files"][OOD_FILE] = sha256_file(scoped_package / OOD_FILE)
+    manifest_path.write_text(json.dumps(d))
+    with pytest.raises(ModelPackageError, match="ood.npz cannot be read"):
+        load_ood(scoped_package, read_package(scoped_package))
+
+
+def test_manifest_naming_an_unlisted_ood_file_is_refused(scoped_package):
+    manifest_path = scoped_package / "manifest.json"
+    d = json.loads(manifest_path.read_text())
+    del d["files"][OOD_FILE]
+    (scoped_package / OOD_FILE).unlink()
+    manifest_path.write_text(json.dumps(d))
+    with pytest.raises(ModelPackageError, match="ood.npz"):
+        read_package(scoped_package)
