@@ -44,6 +44,7 @@ class Orthanc:
     folder: Path
     process: subprocess.Popen
     users: dict[str, str]
+    dicom_port: int | None = None  # DIMSE, AE title ORTHANC; it knows the calling AE title BRAINMRI
 
     @property
     def root(self) -> str:
@@ -78,18 +79,22 @@ class Orthanc:
                 self.process.wait()
 
 
-def start_orthanc(folder: Path, users: dict[str, str] | None = None) -> Orthanc:
+def start_orthanc(folder: Path, users: dict[str, str] | None = None, dicom: bool = False) -> Orthanc:
     require_orthanc()
     folder = Path(folder)
     storage = folder / "storage"
     storage.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    dicom_port = free_port() if dicom else None
     config = {
         "Name": "brainmri-test",
         "StorageDirectory": str(storage),
         "IndexDirectory": str(storage),
         "HttpPort": port,
-        "DicomServerEnabled": False,
+        "DicomServerEnabled": dicom,
+        "DicomPort": dicom_port or 4242,
+        "DicomAet": "ORTHANC",
+        "DicomModalities": {"brainmri": ["BRAINMRI", "127.0.0.1", 104]},
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": bool(users),
         "RegisteredUsers": users or {},
@@ -102,7 +107,7 @@ def start_orthanc(folder: Path, users: dict[str, str] | None = None) -> Orthanc:
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([ORTHANC, str(config_path)], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     log.close()
-    server = Orthanc(port, folder, process, dict(users or {}))
+    server = Orthanc(port, folder, process, dict(users or {}), dicom_port)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -505,3 +505,77 @@ def test_patient_identity_never_reaches_a_log(orthanc, study, caplog):
     assert find_studies(client, StudyQuery(patient_id=PATIENT_ID, accession="ACC-0001"))
     retrieve_study(client, StudyCache(), study)
     assert caplog.records and PATIENT_ID not in caplog.text and "ACC-0001" not in caplog.text
+
+
+@pytest.fixture
+def dimse_study(tmp_path):
+    """Orthanc with its DICOM port open (AE ORTHANC, knowing BRAINMRI) holding the same two-series study."""
+    server = start_orthanc(tmp_path / "orthanc", dicom=True)
+    study_uid = generate_uid()
+    for path in scanner_series(tmp_path / "upload", study_uid) + [multiframe_series(tmp_path / "upload", study_uid)]:
+        server.upload(path)
+    yield server, study_uid
+    server.stop()
+
+
+def test_dimse_find_retrieve_and_store(dimse_study, tmp_path, capsys):
+    from brainmri_desktop.pacs.dimse import DimseClient, DimseSettings
+    from brainmri_desktop.pacs.send import send_results
+
+    server, study_uid = dimse_study
+    client = DimseClient(DimseSettings.from_url(f"dicom://ORTHANC@127.0.0.1:{server.dicom_port}", timeout_s=10))
+    assert [s.uid for s in find_studies(client, StudyQuery(patient_id=PATIENT_ID, date="20040826"))] == [study_uid]
+    assert find_studies(client, StudyQuery(patient_id="NOBODY")) == []
+    progress = []
+    result = retrieve_study(client, StudyCache(), study_uid, progress=lambda d, t: progress.append(d))
+    assert len(result.paths) == SLICES + 1 and progress[-1] == SLICES + 1
+    mr = sorted(p for p in result.paths if pydicom.dcmread(p, stop_before_pixels=True).SeriesNumber == 3)
+    sent = send_results(client, _findings(mr, [0.9] * SLICES))
+    # read back over DICOMweb: the same server, the other protocol
+    reports = [s for s in list_series(client_for(server.dicomweb), study_uid) if s.modality == "SR"]
+    assert [s.uid for s in reports] == [sent.sr_series_uid]
+    args = _pacs_parser().parse_args(["pacs", "find", "--server", client.settings.public_url, "--patient", PATIENT_ID])
+    assert args.func(args) == 0 and study_uid in capsys.readouterr().out
+
+
+def test_dimse_cancel_leaves_nothing_and_failures_are_one_error(dimse_study):
+    from brainmri_desktop.pacs.dimse import DimseClient, DimseSettings
+
+    from .orthanc import free_port
+
+    server, study_uid = dimse_study
+    client = DimseClient(DimseSettings.from_url(f"dicom://ORTHANC@127.0.0.1:{server.dicom_port}", timeout_s=10))
+    progress = []
+    with pytest.raises(CancelledError):
+        retrieve_study(client, StudyCache(), study_uid, progress=lambda d, t: progress.append(d),
+                       cancel=lambda: len(progress) >= 5)
+    assert _nothing_written()
+    stranger = DimseClient(DimseSettings.from_url(f"dicom://ORTHANC@127.0.0.1:{server.dicom_port}", "STRANGER", 10))
+    with pytest.raises(PacsError, match="dropped the request while searching for studies .*STRANGER"):
+        find_studies(stranger, StudyQuery())
+    down = DimseClient(DimseSettings.from_url(f"dicom://ORTHANC@127.0.0.1:{free_port()}", timeout_s=2))
+    with pytest.raises(PacsError, match="cannot be reached"):
+        find_studies(down, StudyQuery())
+    with pytest.raises(ValueError, match="dicom://"):
+        DimseSettings.from_url("dicom://ORTHANC@127.0.0.1")
+
+
+def test_dimse_slow_peer_times_out():
+    from pynetdicom import AE, evt
+
+    from brainmri_desktop.pacs.dimse import FIND_MODEL, DimseClient, DimseSettings
+
+    def slow_find(event):
+        time.sleep(3)
+        yield 0x0000, None
+
+    peer = AE(ae_title="SLOW")
+    peer.add_supported_context(FIND_MODEL)
+    server = peer.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, slow_find)])
+    try:
+        client = DimseClient(DimseSettings.from_url(f"dicom://SLOW@127.0.0.1:{server.server_address[1]}",
+                                                    timeout_s=1))
+        with pytest.raises(PacsError, match="no answer within 1 s while searching for studies"):
+            find_studies(client, StudyQuery())
+    finally:
+        server.shutdown()

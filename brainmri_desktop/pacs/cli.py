@@ -4,7 +4,7 @@ Contract for brainmri_desktop/cli.py (the wiring is these lines and nothing more
 
     from .pacs import cli as pacs_cli
     pacs_cli.add_pacs_commands(sub)                # `brainmri pacs find|retrieve|cache`
-    pacs_cli.add_predict_arguments(predict_parser) # --server --user --timeout --study --series --send-results
+    pacs_cli.add_predict_arguments(predict_parser) # --server --user --aet --timeout --study --series --send-results
 
     # in cmd_predict, before loading (args.inputs may then be empty):
     if args.server:
@@ -19,6 +19,7 @@ Contract for brainmri_desktop/cli.py (the wiring is these lines and nothing more
             session.point.threshold, session.threshold.label, session.manifest,
             [decisions[i].out_of_scope for i in done]), file=sys.stderr)
 
+--server takes a DICOMweb root (http[s]://...) or a DIMSE peer (dicom://AE_TITLE@host:port: C-FIND, C-GET, C-STORE).
 The commands and both helpers raise BrainMRIError subclasses only (PacsError for the server, CancelledError,
 UnreadableFileError for a source that cannot be read back), whose str() is the one message to print: main's handler
 prints it. `check_predict_arguments(args)` returns the usage error to show (for parser.error), or None; predict's
@@ -38,7 +39,8 @@ from pathlib import Path
 from ..core.errors import BrainMRIError
 from ..core.manifest import Manifest
 from .cache import StudyCache
-from .client import PacsClient
+from .client import PacsClient, Server
+from .dimse import DimseClient, DimseSettings, is_dimse_url
 from .findings import ModelInfo, SliceFinding, TriageFindings
 from .query import StudyQuery, find_studies
 from .retrieve import retrieve_study
@@ -48,7 +50,9 @@ from .settings import DEFAULT_TIMEOUT_S, ENV_PASSWORD, ENV_TOKEN, ServerSettings
 
 def _server_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--server", required=required, metavar="URL",
-                        help="DICOMweb root, for example http://127.0.0.1:8042/dicom-web")
+                        help="DICOMweb root, for example http://127.0.0.1:8042/dicom-web, or a DIMSE peer "
+                             "dicom://AE_TITLE@host:port")
+    parser.add_argument("--aet", default="BRAINMRI", help="calling AE title for DIMSE (default BRAINMRI)")
     parser.add_argument("--user", default="", help=f"user name for basic authentication (password from {ENV_PASSWORD};"
                                                    f" a bearer token from {ENV_TOKEN})")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
@@ -73,11 +77,18 @@ def check_predict_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
-def server_from_args(args: argparse.Namespace) -> ServerSettings:
+def server_from_args(args: argparse.Namespace) -> ServerSettings | DimseSettings:
     try:
+        if is_dimse_url(args.server):
+            return DimseSettings.from_url(args.server, args.aet, args.timeout)
         return ServerSettings.from_environment(args.server, args.user, args.timeout)
     except ValueError as exc:
         raise BrainMRIError(None, str(exc)) from None
+
+
+def client_from_args(args: argparse.Namespace) -> Server:
+    settings = server_from_args(args)
+    return DimseClient(settings) if isinstance(settings, DimseSettings) else PacsClient(settings)
 
 
 def _progress_printer(what: str) -> Callable[[int, int], None]:
@@ -90,7 +101,7 @@ def _progress_printer(what: str) -> Callable[[int, int], None]:
 def retrieve_for_predict(args: argparse.Namespace, progress: Callable[[int, int], None] | None = None,
                          cancel: Callable[[], bool] | None = None) -> list[Path]:
     """The study's (or the chosen series') instances in the cache, retrieving what is not there yet."""
-    client = PacsClient(server_from_args(args))
+    client = client_from_args(args)
     result = retrieve_study(client, StudyCache(), args.study, args.series, progress or _progress_printer("retrieved"),
                             cancel)
     return result.paths
@@ -105,16 +116,16 @@ def send_for_predict(args: argparse.Namespace, sources: Sequence[tuple[Path, int
     findings = TriageFindings(ModelInfo.from_manifest(manifest), threshold, operating_point, tuple(
         SliceFinding(Path(path), frame, probability, flagged, verdict) for (path, frame), probability, flagged, verdict
         in zip(sources, probabilities, flags, verdicts, strict=True)))
-    settings = server_from_args(args)
-    sent = send_results(PacsClient(settings), findings)
+    client = client_from_args(args)
+    sent = send_results(client, findings)
     return (f"stored a structured report of {len(findings.slices)} slices ({len(findings.flagged)} flagged) "
-            f"in study {sent.study_uid} on {settings.public_url} (series {sent.sr_series_uid})")
+            f"in study {sent.study_uid} on {client.settings.public_url} (series {sent.sr_series_uid})")
 
 
 def cmd_find(args: argparse.Namespace) -> int:
     query = StudyQuery(patient_id=args.patient or "", date=args.date or "", modality=args.modality or "",
                        accession=args.accession or "", limit=args.limit)
-    studies = find_studies(PacsClient(server_from_args(args)), query)
+    studies = find_studies(client_from_args(args), query)
     if not studies:
         print("no studies match", file=sys.stderr)
         return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pydicom
 import requests
@@ -40,8 +40,19 @@ def _http_reason(exc: requests.HTTPError) -> str:
     return f"answered HTTP {status}" + (" (a server error)" if status and status >= 500 else "")
 
 
+class Server(Protocol):
+    """What query, retrieve and send need of a server: PacsClient (DICOMweb) and dimse.DimseClient provide it."""
+
+    def error(self, reason: str) -> PacsError: ...
+    def call(self, doing: str, fn: Callable[[], T]) -> T: ...
+    def search_studies(self, filters: dict, fields: Sequence[str] = (), limit: int | None = None) -> list[dict]: ...
+    def search_series(self, study_uid: str, fields: Sequence[str] = ()) -> list[dict]: ...
+    def iter_series(self, study_uid: str, series_uid: str) -> Iterator[pydicom.Dataset]: ...
+    def store(self, datasets: Sequence[pydicom.Dataset], study_uid: str) -> None: ...
+
+
 class PacsClient:
-    """One server. Methods raise PacsError, never a library's exception."""
+    """One DICOMweb server. Methods raise PacsError, never a library's exception."""
 
     def __init__(self, settings: ServerSettings):
         self.settings = settings

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pydicom
 
 from ..core.io.dicom_meta import text
-from .client import PacsClient
+from .client import Server
 
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -68,7 +68,7 @@ class SeriesSummary:
     instance_count: int | None = None
 
 
-def _dataset(client: PacsClient, item: dict, doing: str) -> pydicom.Dataset:
+def _dataset(client: Server, item: dict, doing: str) -> pydicom.Dataset:
     ds = client.call(doing, lambda: pydicom.Dataset.from_json(item))
     uid = str(ds.get("StudyInstanceUID", "") if "SeriesInstanceUID" not in ds else ds.SeriesInstanceUID)
     if not valid_uid(uid):
@@ -83,7 +83,7 @@ def _int(value) -> int | None:
         return None
 
 
-def find_studies(client: PacsClient, query: StudyQuery) -> list[StudySummary]:
+def find_studies(client: Server, query: StudyQuery) -> list[StudySummary]:
     doing = "searching for studies"
     studies = []
     for item in client.search_studies(query.filters(), STUDY_FIELDS, query.limit):
@@ -98,7 +98,7 @@ def find_studies(client: PacsClient, query: StudyQuery) -> list[StudySummary]:
     return sorted(studies, key=lambda s: (s.date, s.uid), reverse=True)
 
 
-def list_series(client: PacsClient, study_uid: str) -> list[SeriesSummary]:
+def list_series(client: Server, study_uid: str) -> list[SeriesSummary]:
     doing = "listing the study's series"
     series = []
     for item in client.search_series(study_uid, SERIES_FIELDS):

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core.errors import CancelledError
 from ..core.io.study import Cancel, Progress
 from .cache import StudyCache
-from .client import PacsClient
+from .client import Server
 from .query import SeriesSummary, list_series, valid_uid
 
 # Series that hold no images to triage: reports (ours included, from an earlier run), key objects, presentation states.
@@ -25,7 +25,7 @@ class Retrieved:
     from_cache: int = 0  # series found whole in the cache
 
 
-def retrieve_study(client: PacsClient, cache: StudyCache, study_uid: str, series_uids: Sequence[str] | None = None,
+def retrieve_study(client: Server, cache: StudyCache, study_uid: str, series_uids: Sequence[str] | None = None,
                    progress: Progress | None = None, cancel: Cancel | None = None,
                    skip_modalities: frozenset[str] = NON_IMAGE_MODALITIES) -> Retrieved:
     """Every image series of the study (or those named) in the cache; progress counts instances. A series already

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 
 from ..core.errors import BrainMRIError, UnreadableFileError
-from .client import PacsClient
+from .client import Server
 from .findings import TriageFindings
 from .sc import build_overlay_images
 from .sr import build_sr, read_sources
@@ -32,7 +32,7 @@ def _sources(findings: TriageFindings) -> dict:
                                   f"({type(exc).__name__})") from None
 
 
-def send_results(client: PacsClient, findings: TriageFindings,
+def send_results(client: Server, findings: TriageFindings,
                  overlays: Mapping[int, np.ndarray] | None = None) -> SentResults:
     """Builds the report (and the captures of `overlays`: index into `findings.slices` -> RGB image from
     `sc.burn_overlay`) and stores them in the source study. Raises PacsError when the server does not take them."""
