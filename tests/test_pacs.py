@@ -163,6 +163,8 @@ def test_send_sr_and_overlays_then_read_them_back(orthanc, study, tmp_path):
     assert capture.BurnedInAnnotation == "YES" and capture.ImageComments == LABEL and capture.PatientID == PATIENT_ID
     assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == refs[-1]
     assert capture.pixel_array.shape == (64, 64, 3)
+    # the next triage of the study retrieves its images, not the results sent into it
+    assert len(retrieve_study(client, StudyCache(tmp_path / "next"), study).paths) == SLICES + 1
 
 
 class _Misbehaving(http.server.BaseHTTPRequestHandler):

@@ -13,8 +13,10 @@ from .cache import StudyCache
 from .client import Server
 from .query import SeriesSummary, list_series, valid_uid
 
-# Series that hold no images to triage: reports (ours included, from an earlier run), key objects, presentation states.
-NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "DOC"})
+# Series that hold nothing to triage: reports (ours included, from an earlier run), key objects, presentation states,
+# documents, and secondary captures ("OT": derived pictures such as our burnt-in overlays, not acquisitions). A series
+# named by UID is retrieved whatever its modality.
+NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "DOC", "OT"})
 
 
 @dataclass
