@@ -56,6 +56,18 @@ def test_frame_claiming_a_huge_image_is_refused_without_decoding(tmp_path, name,
         read_dicom(_with_first_frame(ds, huge, tmp_path / "huge.dcm"))
 
 
+@pytest.mark.parametrize("name,marker", [("MR_small_jpeg_ls_lossless.dcm", b"\xff\xf7"),
+                                         ("SC_rgb_jpeg_dcmtk.dcm", b"\xff\xc0")])
+def test_frame_declaring_no_rows_is_refused_without_decoding(tmp_path, name, marker):
+    """Height 0 defers the size to a later marker: libjpeg then decoded a damaged JPEG-LS frame into 17 GB
+    (found by the fuzz harness, killed by the kernel)."""
+    ds, frame = _first_frame(name)
+    at = frame.index(marker) + 5
+    no_rows = frame[:at] + b"\x00\x00" + frame[at + 2 :]
+    with pytest.raises(UnreadableFileError, match=r"frame 1 declares \d+x0 pixels, not decoded"):
+        read_dicom(_with_first_frame(ds, no_rows, tmp_path / "no_rows.dcm"))
+
+
 def _png_bytes() -> bytes:
     ok, buf = cv2.imencode(".png", head_image(48, 40, tumour=(20, 20, 5)))
     assert ok

@@ -121,6 +121,9 @@ def _check_frames(ds: pydicom.Dataset, path: Path, rows: int, cols: int, frames:
         if size is not None and (size[0] > rows or size[1] > cols):
             raise UnreadableFileError(
                 path, f"frame {number} claims {size[1]}x{size[0]} pixels but the header says {cols}x{rows}")
+        if size is not None and 0 in size:
+            # a height of 0 is left to a later marker; libjpeg then grew a damaged frame to 17 GB (fuzz harness)
+            raise UnreadableFileError(path, f"frame {number} declares {size[1]}x{size[0]} pixels, not decoded")
         if lacks_scan(frame):
             raise UnreadableFileError(path, f"frame {number} is truncated: its JPEG headers are followed by no scan")
     if encoded and ds.file_meta.TransferSyntaxUID in _JPEG_SEQUENTIAL_SYNTAXES:
