@@ -60,7 +60,7 @@ def _server_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("PACS (DICOMweb)")
+    group = parser.add_argument_group("PACS (DICOMweb or DIMSE)")
     _server_arguments(group, required=False)
     group.add_argument("--study", metavar="STUDY_UID", help="with --server: triage this study, retrieved to the cache")
     group.add_argument("--series", action="append", metavar="SERIES_UID",
