@@ -170,3 +170,28 @@ def test_lesion_evidence_is_part_of_the_exported_classifier(tmp_path):
     assert np.isfinite(loaded.logits(image)).all()
     card = (tmp_path / "models" / "evidence" / "MODEL_CARD.md").read_text()
     assert "lesion loss (weight 1)" in card
+
+
+def test_mixed_precision_trains_and_exports_a_float32_classifier(tmp_path):
+    """bfloat16 compute while training (lesion head included); what is saved and exported computes in float32."""
+    import keras
+
+    data = write_patient_folders(tmp_path / "lgg", patients=4, slices=6, size=48)
+    run = tmp_path / "run"
+    assert _train(data, run, "--epochs", "1", "--lesion-weight", "1.0", "--precision", "mixed_bfloat16") == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["sessions"][0]["precision"] == "mixed_bfloat16" and np.isfinite(results["temperature"])
+    saved = keras.models.load_model(run / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "bf16"]) == 0
+    loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "bf16"))
+    assert {layer.dtype_policy.name for layer in loaded.keras_model.layers} == {"float32"}
+    assert "mixed_bfloat16" in (tmp_path / "models" / "bf16" / "MODEL_CARD.md").read_text()
+
+
+def test_backbone_weights_that_cannot_be_read_end_in_one_line(tiny_data, tmp_path, capsys):
+    assert _train(tiny_data, tmp_path / "run", "--arch", "resnet50", "--backbone-weights",
+                  str(tmp_path / "missing.h5")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("brainmri-train: backbone weights") and "missing.h5" in err
+    assert "\n" not in err and "Traceback" not in err

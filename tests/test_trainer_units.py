@@ -214,3 +214,69 @@ def test_random_intensity_curve_changes_grey_levels_but_keeps_the_background_bla
         assert len(np.unique(out[img == 100])) == 1 and len(np.unique(out[img == 200])) == 1
         inverted += int(out[15, 15]) < int(out[9, 9])
     assert 0 < inverted < 40
+
+
+def test_training_batches_have_one_shape_and_evaluation_sees_every_image_once():
+    from trainer.dataset import batch_order
+
+    rng = np.random.default_rng(0)
+    order = batch_order(30, 8, rng)
+    assert len(order) == 24 and len(set(order.tolist())) == 24  # the ragged end is dropped, nothing repeats
+    assert len(batch_order(5, 8, rng)) == 8 and set(batch_order(5, 8, rng).tolist()) == set(range(5))
+    np.testing.assert_array_equal(batch_order(30, 8, None), np.arange(30))
+
+
+def test_training_sequence_sends_uint8_single_channel_batches_of_one_shape():
+    from trainer.dataset import make_sequence
+
+    images = np.random.default_rng(1).integers(0, 255, (21, 16, 16), dtype=np.uint8)
+    seq = make_sequence(images, np.arange(21) % 2, np.ones(21, np.float32), 4, 8, shuffle=True)
+    shapes = {seq[i][0].shape for i in range(len(seq))}
+    assert len(seq) == 5 and shapes == {(4, 8, 8, 1)} and seq[0][0].dtype == np.uint8
+    val = make_sequence(images, np.arange(21) % 2, np.ones(21, np.float32), 8, 16, shuffle=False)
+    assert [len(val[i][1]) for i in range(len(val))] == [8, 8, 5]
+
+
+@pytest.mark.parametrize("normalisation", ["unit", "resnet50"])
+def test_the_training_graph_normalises_uint8_as_the_core_does(normalisation):
+    import keras
+
+    from brainmri_desktop.core.preprocess import to_model_input
+    from trainer.train_graph import uint8_trainee
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs))
+    images = np.random.default_rng(2).integers(0, 256, (2, 12, 12), dtype=np.uint8)
+    expected = np.asarray(model(to_model_input(images / 255.0, normalisation)))
+    got = np.asarray(uint8_trainee(model, normalisation)(images[..., None]))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_training_curves_show_the_classifier_auc_of_a_lesion_loss_run(monkeypatch):
+    from trainer import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plots.training_curves([{"epoch": 1, "loss": 1.0, "val_loss": 1.1, "prob_auc": 0.6, "val_prob_auc": 0.7},
+                           {"epoch": 2, "loss": 0.8, "val_loss": 0.9, "prob_auc": 0.7, "val_prob_auc": 0.8}], Path("x"))
+    labels = [line.get_label() for line in figures[0].axes[1].get_lines()]
+    assert labels == ["prob_auc", "val_prob_auc"]
+
+
+def test_card_says_where_the_run_trained_and_only_the_sources_it_saw():
+    from trainer.card import _compute_line, _limitations, _sources_lines
+
+    session = {"backend": "jax", "device": "GPU (NVIDIA H200)", "cpu_cores": 16, "precision": "mixed_bfloat16",
+               "epochs": [0, 40], "seconds": 240.0, "command": "brainmri-train train --config c.toml"}
+    res = {"epochs_trained": 40, "best_epoch": 31, "epoch_seconds": 240.0, "sessions": [session],
+           "data": {"by_source": {"lgg-flair": {"patients": 75}, "br35h": {"patients": 0}}},
+           "excluded_sources": ["br35h"], "duplicate_groups": {"max_distance": 4, "links": 1, "images_merged": 2},
+           "split_sizes": {"train": 1, "val": 1, "test": 1}}
+    line = _compute_line(res)
+    assert "epochs 1-40 on JAX, GPU (NVIDIA H200), 16 CPU cores, mixed_bfloat16, 4.0 min" in line
+    assert "2 CPU cores" not in _compute_line({**res, "sessions": []})
+    limits = "\n".join(_limitations(res, {"preprocessing": {}}))
+    assert "slices of lgg-flair only" in limits and "FLAIR" not in limits.replace("lgg-flair", "")
+    assert "kaggle-navoneel" not in limits and "No patient information in br35h" in limits
+    split = _sources_lines(res)[0]
+    assert "lgg-flair by patient, br35h by near-duplicate group" in split and "Nickparvar" not in split

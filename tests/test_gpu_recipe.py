@@ -1,0 +1,90 @@
+"""The GPU recipe (docs/GPU_TRAINING.md) at a tiny scale on this machine: data packed to travel, the device script run
+in a scratch folder under JAX (stopped by its time budget, then resumed), the run brought back and exported here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.config import read_config
+from trainer.remote import join_files, load_packed, pack_data, split_file
+
+from .synthetic import write_labelled_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_split_pieces_fit_the_limit_and_join_back_exactly(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    (tmp_path / "big.bin").write_bytes(data)
+    pieces = split_file(tmp_path / "big.bin", tmp_path, 3_000, "big.part")
+    assert [p["name"] for p in pieces] == ["big.part.000", "big.part.001", "big.part.002", "big.part.003"]
+    assert all((tmp_path / p["name"]).stat().st_size <= 3_000 for p in pieces)
+    join_files(tmp_path, {"back/big.bin": pieces}, tmp_path)
+    assert (tmp_path / "back" / "big.bin").read_bytes() == data
+    (tmp_path / "big.part.002").write_bytes(b"x" * 3_000)
+    with pytest.raises(ValueError, match="big.part.002"):
+        join_files(tmp_path, {"again.bin": pieces}, tmp_path)
+    (tmp_path / "big.part.001").unlink()
+    with pytest.raises(FileNotFoundError, match="big.part.001"):
+        join_files(tmp_path, {"again.bin": pieces}, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    data = write_labelled_folder(root / "synthetic", n_per_class=16, size=48)
+    config = root / "config.toml"
+    config.write_text(f'arch = "cnn"\nimg_size = 32\nepochs = 2\nbatch_size = 8\naugment = "moderate"\n'
+                      f'workers = 2\nbootstrap = 20\n\n[[data]]\npath = "{data}"\n')
+    return config
+
+
+def test_packed_data_gives_the_samples_and_cache_of_the_data_folders(tiny_config, tmp_path):
+    from trainer.train import prepare
+
+    cfg = read_config(tiny_config)
+    pack_data(cfg, tmp_path / "pack", part_mb=0.01, log=lambda *_: None)
+    assert len(list((tmp_path / "pack").glob("data-*.npz"))) > 1
+    samples, cache = load_packed(tmp_path / "pack", cfg)
+    here = prepare(cfg, None)
+    assert [(str(s.path), s.label, s.source) for s in samples] == [(str(s.path), s.label, s.source) for s in here.samples]
+    assert np.abs(cache.images.astype(int) - here.cache.images).mean() < 2  # JPEG quality 95
+    np.testing.assert_array_equal(cache.hashes, here.cache.hashes)
+    np.testing.assert_array_equal(cache.masks, here.cache.masks)
+    with pytest.raises(ValueError, match="preprocessing"):
+        load_packed(tmp_path / "pack", cfg.override(img_size=48))
+
+
+def test_device_script_trains_under_jax_resumes_and_the_run_exports_here(tiny_config, tmp_path):
+    from brainmri_desktop.cli import main as brainmri
+    from trainer.cli import main as brainmri_train
+    from trainer.remote import unpack_run
+
+    call = tmp_path / "call1"
+    pack_data(read_config(tiny_config), call / "data", log=lambda *_: None)
+    (call / "config.toml").write_bytes(tiny_config.read_bytes())
+    env = {**os.environ, "KERAS_BACKEND": "jax", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+           "PYTHON": sys.executable}
+    script = ["bash", str(ROOT / "scripts" / "gpu" / "run_on_device.sh"), str(call)]
+    first = subprocess.run([*script, "--time-budget", "0.001"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 3, first.stdout[-2000:] + first.stderr[-2000:]
+    assert not (tmp_path / "out" / "run-index.json").exists()
+    second = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    back = unpack_run(tmp_path / "out", tmp_path / "run")
+    sessions = json.loads((back / "results.json").read_text())["sessions"]
+    assert [s["epochs"] for s in sessions] == [[0, 1], [1, 2]] and {s["backend"] for s in sessions} == {"jax"}
+    models = tmp_path / "models"
+    assert brainmri_train(["export", str(back), "--to", str(models), "--id", "from-jax"]) == 0
+    card = (models / "from-jax" / "MODEL_CARD.md").read_text()
+    assert "epoch 1 on JAX, CPU" in card and "--time-budget 0.001" in card
+    image = next((Path(str(read_config(tiny_config).data[0].path)) / "yes").iterdir())
+    assert brainmri(["predict", "--models-dir", str(models), "--model", "from-jax", "--out",
+                     str(tmp_path / "p.csv"), str(image)]) == 0
