@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export QT_QPA_PLATFORM ?= offscreen
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test bench fuzz package package-test clean orthanc
+.PHONY: install run test bench fuzz package package-test clean orthanc gpu-pack gpu-unpack
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,11 @@ package:
 
 package-test: package
 	bash packaging/check.sh
+
+# Training on the GPU machine (docs/GPU_TRAINING.md): `make gpu-pack CONFIG=trainer/configs/x.toml`, the device calls,
+# then `make gpu-unpack FILES=<folder the files came back in> RUN=runs/<name>` and `brainmri-train export RUN`.
+gpu-pack: install
+	bash scripts/gpu/pack.sh $(CONFIG)
+
+gpu-unpack: install
+	bash scripts/gpu/unpack.sh $(FILES) $(RUN)

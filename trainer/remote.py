@@ -4,12 +4,12 @@ back.
 The data travels preprocessed: the training cache (uint8 images at the run's input size, tumour regions, duplicate
 hashes, head fractions) with the samples' labels, sources and patients, so the machine there needs neither the data
 folders nor the preprocessing, and its split equals the one made here. Images go as JPEG (quality 95 by default) and
-tumour regions as PNG, in parts that each fit one call's carry limit. The run comes back without its checkpoints,
-its model as float16 weights (the precision the ResNet50 package stores anyway) and every file cut into pieces no
+tumour regions as PNG, in parts that each fit one call's carry limit. The run comes back as one zip without its
+checkpoints, its model as float16 weights (the precision the ResNet50 package stores anyway), cut into pieces no
 larger than a call may return; `unpack_run` joins them and rebuilds `model.keras`, so `brainmri-train export` works
 on it as on a run trained here.
 
-    python -m trainer.remote pack-data --config C --out DIR [--part-mb 40]
+    python -m trainer.remote pack-data --config C --out DIR [--part-mb 40] [--workers N]
     python -m trainer.remote pack-run RUN OUT [--piece-mb 15]
     python -m trainer.remote unpack-run IN RUN
 """
@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path)
     p.add_argument("--part-mb", type=float, default=40)
     p.add_argument("--quality", type=int, default=95)
+    p.add_argument("--workers", type=int, help="processes that preprocess here (default: the config's)")
     p = sub.add_parser("pack-run", help="a finished run as pieces that may come back")
     p.add_argument("run_dir", type=Path)
     p.add_argument("out_dir", type=Path)
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "pack-data":
-            cfg = read_config(args.config)
+            cfg = read_config(args.config).override(workers=args.workers)
             cache_dir = args.cache_dir or (Path(cfg.cache_dir) if cfg.cache_dir else None)
             pack_data(cfg, args.out, cache_dir, args.part_mb, args.quality)
         elif args.command == "pack-run":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (through the device tool), in the repository root. See docs/GPU_TRAINING.md.
 #   bash scripts/gpu/run_on_device.sh CALL_DIR [--stage-only] [brainmri-train train options...]
-# Copies CALL_DIR (a folder made by scripts/gpu/pack.sh) into $WORK (default /tmp/brainmri-gpu, which survives
+# Copies CALL_DIR (a folder made by scripts/gpu/pack.sh; "-" for none) into $WORK (default /tmp/brainmri-gpu, which survives
 # between calls while the machine stays warm). With --stage-only it stops there. Otherwise it installs the carried
 # wheels once, trains under JAX from the packed data with --resume (a run stopped by --time-budget or by the
 # command's time limit goes on from its last epoch), and when the run is finished writes it to $OUT as pieces that
@@ -13,7 +13,7 @@ shift
 WORK=${WORK:-/tmp/brainmri-gpu}
 OUT=${OUT:-$WORK/out}
 mkdir -p "$WORK" "$OUT"
-cp -r "$call_dir"/. "$WORK"/
+[ "$call_dir" = - ] || cp -r "$call_dir"/. "$WORK"/
 echo "staged: $(ls "$WORK/data" 2>/dev/null | wc -l) data files, $(ls "$WORK/wheels" 2>/dev/null | wc -l) wheels"
 if [ "${1:-}" = "--stage-only" ]; then exit 0; fi
 PY=${PYTHON:-python3}
