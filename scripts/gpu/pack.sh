@@ -42,13 +42,13 @@ for item in items:
     calls[-1].append(item)
     size += s
 for k, call in enumerate(calls, start=1):
+    mib = sum(i.stat().st_size for i in call) / (1 << 20)
     for item in call:
         rel = item.relative_to(".gpu")
         target = Path(f".gpu/call{k}") / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         # the wheels stay in .gpu/wheels for the next pack; the rest moves
         (shutil.copyfile if item.parent.name == "wheels" else shutil.move)(item, target)
-    mib = sum(i.stat().st_size for i in call) / (1 << 20)
     print(f"call {k}: carry .gpu/call{k} ({len(call)} files, {mib:.1f} MiB)")
 print(f"{len(calls)} calls; the last one trains: see docs/GPU_TRAINING.md")
 PY
