@@ -266,14 +266,14 @@ def test_training_curves_show_the_classifier_auc_of_a_lesion_loss_run(monkeypatc
 def test_card_says_where_the_run_trained_and_only_the_sources_it_saw():
     from trainer.card import _compute_line, _limitations, _sources_lines
 
-    session = {"backend": "jax", "device": "GPU (NVIDIA H200)", "cpu_cores": 16, "precision": "mixed_bfloat16",
+    session = {"backend": "jax", "device": "JAX, GPU (NVIDIA H200)", "cpu_cores": 16, "precision": "mixed_bfloat16",
                "epochs": [0, 40], "seconds": 240.0, "command": "brainmri-train train --config c.toml"}
     res = {"epochs_trained": 40, "best_epoch": 31, "epoch_seconds": 240.0, "sessions": [session],
            "data": {"by_source": {"lgg-flair": {"patients": 75}, "br35h": {"patients": 0}}},
            "excluded_sources": ["br35h"], "duplicate_groups": {"max_distance": 4, "links": 1, "images_merged": 2},
            "split_sizes": {"train": 1, "val": 1, "test": 1}}
     line = _compute_line(res)
-    assert "epochs 1-40 on JAX, GPU (NVIDIA H200), 16 CPU cores, mixed_bfloat16, 4.0 min" in line
+    assert "epochs 1-40 on JAX, GPU (NVIDIA H200), mixed_bfloat16, 4.0 min" in line
     assert "2 CPU cores" not in _compute_line({**res, "sessions": []})
     limits = "\n".join(_limitations(res, {"preprocessing": {}}))
     assert "slices of lgg-flair only" in limits and "FLAIR" not in limits.replace("lgg-flair", "")

@@ -12,7 +12,6 @@ from .data import Sample
 from .evaluate import evaluate_samples, mid_brain
 from .metrics import with_intervals
 from .train import load_samples
-from .train_graph import describe_hardware
 
 # Where each source of the development data comes from, for the sources a run trained on.
 SOURCE_REFERENCES = {
@@ -153,7 +152,7 @@ def _compute_line(res: dict) -> str:
     sessions = [s for s in res.get("sessions") or [] if s["epochs"][1] > s["epochs"][0]]
     if not sessions:
         return line + "; the trainer of this run did not record its hardware."
-    parts = [(f"epoch {b}" if a + 1 == b else f"epochs {a + 1}-{b}") + f" on {describe_hardware(s)}, "
+    parts = [(f"epoch {b}" if a + 1 == b else f"epochs {a + 1}-{b}") + f" on {s['device']}, "
              f"{s['precision']}, {s['seconds'] / 60:.1f} min" for s in sessions for a, b in [s["epochs"]]]
     return line + ": " + "; ".join(parts) + "."
 

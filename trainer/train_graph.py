@@ -77,32 +77,10 @@ def float32_copy(model, build_float32):
 
 
 def hardware() -> dict:
-    """The Keras backend and the device it computes on, as a run records them for its model card."""
+    """The Keras backend and the device it computes on (the core's words, e.g. "JAX, GPU (NVIDIA H200)"), and the
+    CPU cores that fed it, as a run records them for its manifest and model card."""
     import os
 
-    import keras
+    from brainmri_desktop.core import backend, runtime
 
-    backend = keras.backend.backend()
-    device = None
-    if backend == "jax":
-        import jax
-
-        d = jax.devices()[0]
-        device = None if d.platform == "cpu" else f"{d.platform.upper()} ({d.device_kind})"
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            device = f"GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)})"
-    elif backend == "torch":
-        import torch
-
-        device = f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else None
-    return {"backend": backend, "device": device or "CPU", "cpu_cores": os.cpu_count()}
-
-
-def describe_hardware(h: dict) -> str:
-    """'JAX, GPU (NVIDIA H200), 16 CPU cores' from what `hardware` recorded."""
-    names = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
-    return f"{names.get(h['backend'], h['backend'])}, {h['device']}, {h['cpu_cores']} CPU cores"
+    return {"backend": backend.name(), "device": runtime.device_description(), "cpu_cores": os.cpu_count()}
