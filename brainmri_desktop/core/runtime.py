@@ -21,16 +21,12 @@ NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present wherever the NVID
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if NVIDIA_DRIVER.exists() else "3")
 
 
-def _cores() -> str:
-    return f"CPU ({os.cpu_count()} cores)"
-
-
-def _tensorflow_device() -> str:
+def _tensorflow_accelerator() -> str | None:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return _cores()
+        return None
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -40,23 +36,28 @@ def _tensorflow_device() -> str:
     return f"GPU ({details.get('device_name', gpus[0].name)})"
 
 
-def _jax_device() -> str:
+def _jax_accelerator() -> str | None:
     import jax
 
     device = jax.devices()[0]
-    return _cores() if device.platform == "cpu" else f"{device.platform.upper()} ({device.device_kind})"
+    return None if device.platform == "cpu" else f"{device.platform.upper()} ({device.device_kind})"
 
 
-def _torch_device() -> str:
+def _torch_accelerator() -> str | None:
     import torch
 
-    return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else _cores()
+    return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else None
 
 
-DEVICES = {"tensorflow": _tensorflow_device, "jax": _jax_device, "torch": _torch_device}
+ACCELERATORS = {"tensorflow": _tensorflow_accelerator, "jax": _jax_accelerator, "torch": _torch_accelerator}
 
 
 @lru_cache(maxsize=1)
+def accelerator() -> str | None:
+    """The accelerator the backend computes on ("GPU (NVIDIA H200)"), or None on the CPU."""
+    find = ACCELERATORS.get(backend.name())
+    return find() if find else None
+
+
 def device_description() -> str:
-    device = DEVICES.get(backend.name(), _cores)
-    return f"{backend.display_name()}, {device()}"
+    return f"{backend.display_name()}, {accelerator() or f'CPU ({os.cpu_count()} cores)'}"
