@@ -54,7 +54,8 @@ def test_packed_data_gives_the_samples_and_cache_of_the_data_folders(tiny_config
     assert len(list((tmp_path / "pack").glob("data-*.npz"))) > 1
     samples, cache = load_packed(tmp_path / "pack", cfg)
     here = prepare(cfg, None)
-    assert [(str(s.path), s.label, s.source) for s in samples] == [(str(s.path), s.label, s.source) for s in here.samples]
+    described = lambda ss: [(str(s.path), s.label, s.source, s.patient) for s in ss]  # noqa: E731
+    assert described(samples) == described(here.samples)
     assert np.abs(cache.images.astype(int) - here.cache.images).mean() < 2  # JPEG quality 95
     np.testing.assert_array_equal(cache.hashes, here.cache.hashes)
     np.testing.assert_array_equal(cache.masks, here.cache.masks)

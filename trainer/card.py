@@ -168,7 +168,8 @@ def _sources_lines(res: dict) -> list[str]:
     refs = [SOURCE_REFERENCES[s] for s in by_source if s in SOURCE_REFERENCES]
     return [f"Split {res['split_sizes']} (train/validation/test images) over groups: {groups} (16x16 difference hash, "
             f"Hamming distance <= {dg['max_distance']}: {dg['links']} links, {dg['images_merged']} images in shared "
-            "groups), across sets." + (f" Sources: {'; '.join(refs)} - research use under their licences." if refs else "")]
+            "groups), across sets."
+            + (f" Sources: {'; '.join(refs)} - research use under their licences." if refs else "")]
 
 
 def _limitations(res: dict, m: dict) -> list[str]:

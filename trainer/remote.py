@@ -66,7 +66,7 @@ def pack_data(cfg: TrainConfig, out: Path, cache_dir: Path | None = None, part_m
         if not current["index"]:
             return
         path = out / f"data-{len(parts):03d}.npz"
-        arrays = {"index": np.array(current["index"], np.int64), "mask_index": np.array(current["mask_index"], np.int64)}
+        arrays = {key: np.array(current[key], np.int64) for key in ("index", "mask_index")}
         for key in ("jpeg", "png"):
             blobs = current[key]
             arrays[key] = np.frombuffer(b"".join(blobs), np.uint8)

@@ -336,7 +336,9 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             graph.load_weights(ckpt.dir / name)
             break
     # What is saved and exported computes in float32 whatever the training precision.
-    return (model if cfg.precision == "float32" else float32_copy(model, lambda: build(replace(arch_cfg, backbone_weights="random")))), state
+    if cfg.precision != "float32":
+        model = float32_copy(model, lambda: build(replace(arch_cfg, backbone_weights="random")))
+    return model, state
 
 
 def view_logits(model, images_u8: np.ndarray, normalisation: str, views: int) -> np.ndarray:

@@ -66,7 +66,8 @@ def main() -> None:
     dt = time.perf_counter() - t0
     print(json.dumps({"backend": keras.backend.backend(), "arch": args.arch, "size": args.size, "batch": args.batch,
                       "workers": args.workers, "precision": args.precision,
-                      "steps": len(seq), "seconds": round(dt, 2), "images_per_second": round(len(seq) * args.batch / dt, 1)}))
+                      "steps": len(seq), "seconds": round(dt, 2),
+                      "images_per_second": round(len(seq) * args.batch / dt, 1)}))
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ rm -f .gpu/config.*
 cp "$config" ".gpu/config.${config##*.}"
 # Tracked files travel with every call; files over 8 MiB (the bundled ResNet50's weights) are parked by
 # scripts/gpu/park.sh and do not count.
-tracked=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '$1 <= 8388608 {s += $1} END {print int(s / 1048576) + 1}')
+tracked=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null \
+  | awk '$1 <= 8388608 {s += $1} END {print int(s / 1048576) + 1}')
 budget=${2:-$((60 - tracked))}
 "$PY" - "$budget" <<'PY'
 import shutil, sys
 from pathlib import Path
 budget = float(sys.argv[1]) * (1 << 20)
-items = sorted(Path(".gpu/wheels").iterdir()) + [Path(".gpu") / n for n in ("config.toml", "config.yaml", "config.yml") if (Path(".gpu") / n).exists()]
+items = sorted(Path(".gpu/wheels").iterdir()) + sorted(Path(".gpu").glob("config.*"))
 items += sorted(Path(".gpu/data").iterdir())
 calls, size = [[]], 0.0
 for item in items:
