@@ -34,6 +34,7 @@ class TriageController(QObject):
         self.session: Session | None = None
         self.load_worker = self.infer_worker = self.cam_worker = self.export_worker = None
         self._pending_cams: tuple[Session, list[int], str] | None = None
+        self._run = 0  # maps computed for an earlier run (another model) must not reach the new run's cache
         self._started = 0.0
         self.last_run_seconds = 0.0
 
@@ -65,6 +66,7 @@ class TriageController(QObject):
         if self.infer_worker is not None:
             self.infer_worker.quit()
         self.session = session
+        self._run += 1
         session.start(entry.manifest)
         self.model = self.gradcam = None
         self._pending_cams = None
@@ -120,13 +122,15 @@ class TriageController(QObject):
         if not missing:
             return
         worker = explain(session, self.gradcam, missing, view, _ignore_errors=True)
-        worker.yielded.connect(lambda maps, s=session: self._cams(s, maps))
+        worker.yielded.connect(lambda maps, s=session, run=self._run: self._cams(s, run, maps))
         worker.errored.connect(lambda exc: self.failed.emit(f"Grad-CAM could not be computed: {exc}"))
         worker.finished.connect(self._cams_done)
         self.cam_worker = worker
         worker.start()
 
-    def _cams(self, session: Session, maps: dict) -> None:
+    def _cams(self, session: Session, run: int, maps: dict) -> None:
+        if run != self._run:
+            return
         session.accept_cams(maps)
         if session is self.session:
             self.camsArrived.emit(set(maps))
@@ -142,7 +146,7 @@ class TriageController(QObject):
         session = self.session
         worker = export_pdf(report, path, session, self.gradcam, report.flagged[:PDF_MAX_SLICES],
                             _ignore_errors=True)
-        worker.yielded.connect(session.accept_cams)
+        worker.yielded.connect(lambda maps, run=self._run: self._cams(session, run, maps))
         worker.returned.connect(lambda _=None: self.exported.emit(str(path)))
         worker.errored.connect(lambda exc: self.exportFailed.emit(
             f"{path} could not be written: {getattr(exc, 'strerror', None) or exc}"))
