@@ -30,10 +30,10 @@ from .calibrate import (Calibration, calibrated, expected_calibration_error, fit
 from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, LesionTargets, build_cache, make_sequence
-from .train_graph import float32_copy, hardware, keep_outputs_float32, precision, uint8_trainee
 from .dedup import Grouping, group_samples
 from .metrics import with_intervals
 from .splits import Split, split_groups
+from .train_graph import float32_copy, hardware, keep_outputs_float32, precision, uint8_trainee
 
 
 def spec_for(cfg: TrainConfig) -> PreprocessSpec:
@@ -185,10 +185,10 @@ class _Checkpoints:
         atomic_write_bytes(self.dir / name, tmp.read_bytes())
         tmp.unlink()
 
-    def save(self, model, state: dict) -> None:
+    def save(self, model, state: dict, optimizer) -> None:
         self.save_weights(model, "last.weights.h5")
         buffer = io.BytesIO()
-        np.savez(buffer, *[np.asarray(v) for v in model.optimizer.variables])
+        np.savez(buffer, *[np.asarray(v) for v in optimizer.variables])
         atomic_write_bytes(self.dir / "optimizer.npz", buffer.getvalue())
         atomic_write_text(self.state_file, json.dumps(state, indent=1))
 
@@ -247,7 +247,8 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     norm = spec_for(cfg).model_normalisation
     keep_outputs_float32(trainee)
-    graph = uint8_trainee(trainee, norm)  # what trains and is checkpointed; `model` shares its layers
+    # What trains; it shares its layers with `trainee`, whose weights the checkpoints hold (as before it existed).
+    graph = uint8_trainee(trainee, norm)
     start, paused = 0, []
     for s_index, stage in enumerate(plan_stages(cfg)):
         end = start + stage.epochs
@@ -258,7 +259,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
         compile_model(graph, stage, cfg, lesion_head=guided)
         initial = state["epoch"]
         if initial > 0 and (ckpt.dir / "last.weights.h5").exists():
-            graph.load_weights(ckpt.dir / "last.weights.h5")
+            trainee.load_weights(ckpt.dir / "last.weights.h5")
             if initial > start:  # resuming inside this stage: its optimizer state continues too
                 ckpt.restore_optimizer(graph)
         targets = {}
@@ -303,7 +304,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                 state["epoch"] = epoch + 1
                 if auc > state["best_auc"] and stage.size == cfg.img_size:
                     state.update(best_auc=auc, best_epoch=epoch + 1, wait=0)
-                    ckpt.save_weights(self.model, "best.weights.h5")
+                    ckpt.save_weights(trainee, "best.weights.h5")
                 elif final_stage:
                     state["wait"] += 1
                     if state["wait"] >= cfg.patience:
@@ -314,7 +315,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                 state["epoch_seconds"] = state.get("epoch_seconds", 0.0) + time.time() - self.started
                 session["epochs"][1] = epoch + 1
                 session["seconds"] = round(session["seconds"] + time.time() - self.started, 1)
-                ckpt.save(self.model, state)
+                ckpt.save(trainee, state, self.model.optimizer)
                 if deadline and not self.model.stop_training and 2 * time.time() - self.started > deadline:
                     paused.append(epoch + 1)
                     self.model.stop_training = True
@@ -333,7 +334,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
     for name in ("best.weights.h5", "last.weights.h5"):
         if (ckpt.dir / name).exists():
-            graph.load_weights(ckpt.dir / name)
+            trainee.load_weights(ckpt.dir / name)
             break
     # What is saved and exported computes in float32 whatever the training precision.
     if cfg.precision != "float32":
