@@ -130,10 +130,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cam_paths: dict[int, str] = {}
     try:
         for chunk in session.triage(model, tta, explain=(lambda i, s: True) if cam_dir else None):
+            cams, chunk.cams = chunk.cams, {}  # written as they come, never kept: a long study's maps do not pile up
             session.accept(chunk)
-            for i, heat in chunk.cams.items():  # written as they come, so a long study's maps never pile up
+            for i, heat in cams.items():
                 cam_paths[i] = _save_cam(cam_dir / _cam_name(session.slices[i].path, session.slices[i].frame), heat)
-            session.cams.clear()
         text = _csv_text(session, cam_paths, report.errors)
         if args.out:
             atomic_write_text(Path(args.out), text)

@@ -13,7 +13,6 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QListWidget, QMainWindow, QMessageBox, QSplitter, QWidget
 
 from ..core.demo import ensure_demo_study
-from ..core.errors import BrainMRIError
 from ..core.packages import PackageCache, discover
 from ..core.report import StudyReport, write_csv
 from ..core.review import ReviewStore
@@ -342,21 +341,25 @@ class MainWindow(QMainWindow):
     def export_csv(self, path: Path) -> None:
         write_csv(self.report(), path)
 
-    def _export(self, title: str, pattern: str, suffix: str, fn) -> None:
+    def _ask_target(self, title: str, pattern: str, suffix: str) -> Path | None:
         if self.session is None or not self.session.results:
             QMessageBox.information(self, title, "Open a study and let the model finish first.")
-            return
+            return None
         path, _ = QFileDialog.getSaveFileName(self, title, str(Path(self.settings.value("last_folder", "")) /
                                                               f"brainmri-report{suffix}"), pattern)
-        if path:
-            try:
-                fn(Path(path))
-                self.status.setText(f"Saved {path}" if fn == self.export_csv else f"Writing {path}...")
-            except (OSError, BrainMRIError) as exc:
-                QMessageBox.warning(self, title, f"{path} could not be written: {getattr(exc, 'strerror', None) or exc}")
+        return Path(path) if path else None
 
     def export_report_dialog(self) -> None:
-        self._export("Export report", "PDF (*.pdf)", ".pdf", self.export_pdf)
+        path = self._ask_target("Export report", "PDF (*.pdf)", ".pdf")
+        if path:
+            self.status.setText(f"Writing {path}...")
+            self.export_pdf(path)
 
     def export_csv_dialog(self) -> None:
-        self._export("Export table", "CSV (*.csv)", ".csv", self.export_csv)
+        path = self._ask_target("Export table", "CSV (*.csv)", ".csv")
+        if path:
+            try:
+                self.export_csv(path)
+                self.status.setText(f"Saved {path}")
+            except OSError as exc:
+                QMessageBox.warning(self, "Export table", f"{path} could not be written: {exc.strerror or exc}")

@@ -149,7 +149,9 @@ class SliceList(QWidget):
         self.model.refresh(rows)  # the proxy filters and sorts the changed rows again by itself (dynamicSortFilter)
         n, done = len(session.slices), len(session.results)
         flagged = session.flagged()
+        outside = sum(v is not None for v in session.verdicts.values())
         best = max((r.probability for r in session.results.values()), default=None)
         self.summary.setText(f"{len(flagged)} of {n} slices flagged"
                              + (f"; highest probability {best:.3f}" if best is not None else "")
+                             + (f"; {outside} outside what the model was trained on" if outside else "")
                              + ("" if session.complete else f" ({done} done)"))
