@@ -217,3 +217,31 @@ def test_manifest_naming_an_unlisted_ood_file_is_refused(scoped_package):
     manifest_path.write_text(json.dumps(d))
     with pytest.raises(ModelPackageError, match="ood.npz"):
         read_package(scoped_package)
+
+
+def test_assess_combines_headers_image_and_model_score(tmp_path):
+    from types import SimpleNamespace
+
+    from brainmri_desktop.core.scope import rule_check
+
+    axial = _first(tmp_path / "ax")
+    pre = preprocess_slice(axial, PreprocessSpec(input_size=32))
+    ood = SimpleNamespace(threshold=10.0)
+    assert assess(axial, pre, 3.0, ood).status == IN
+    far = assess(axial, pre, 25.0, ood)
+    assert far.out_of_scope and far.evidence == "model" and "unlike the images" in far.reason
+    assert assess(axial, pre, None, None).status == IN  # the headers alone say axial MR
+    sagittal = _first(tmp_path / "sag", ImageOrientationPatient=[0.0, 1.0, 0.0, 0.0, 0.0, -1.0])
+    assert assess(sagittal, pre, 3.0, ood).evidence == "headers"  # headers decide before the score
+    assert rule_check(sagittal, pre) and "sagittal" in rule_check(sagittal, pre)
+    assert rule_check(axial, pre) is None
+
+
+def test_a_source_mostly_blank_keeps_its_share_on_its_readable_slices():
+    from trainer.scope_fit import choose_threshold
+
+    scores = np.arange(200, dtype=float)
+    blank = np.zeros(200, bool)
+    blank[:120] = True  # 60 % blank: more than the 2 % share by far
+    threshold = choose_threshold(scores, np.array(["a"] * 200), blank, max_out=0.05)
+    assert (scores[~blank] > threshold).sum() == 4  # 5 % of the 80 readable slices

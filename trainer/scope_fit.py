@@ -75,15 +75,19 @@ def fit_detector(features: np.ndarray, layers: tuple[str, ...], grid: int = 1,
 
 def choose_threshold(scores: np.ndarray, sources: np.ndarray, blank: np.ndarray, max_out: float = MAX_OUT) -> float:
     """The lowest threshold that leaves at most `max_out` of every source's slices out of scope, counting the blank
-    ones (out whatever their score) against that share."""
+    ones (out whatever their score) against that share. A source whose blank slices alone exceed it (the degraded
+    kaggle-navoneel snapshot, 0-2 grey levels) gets the share on its other slices instead: zero would let its
+    strangest readable image set the threshold for every source."""
     threshold = 0.0
     for source in np.unique(sources):
         sel = sources == source
-        allowed = int(np.floor(max_out * sel.sum())) - int(blank[sel].sum())
         kept = np.sort(scores[sel & ~blank])
         if len(kept) == 0:
             continue
-        threshold = max(threshold, float(kept[max(0, len(kept) - 1 - max(allowed, 0))]))
+        allowed = int(np.floor(max_out * sel.sum())) - int(blank[sel].sum())
+        if allowed < 0:
+            allowed = int(np.floor(max_out * len(kept)))
+        threshold = max(threshold, float(kept[len(kept) - 1 - allowed]))
     return threshold * (1 + 1e-9)
 
 

@@ -195,3 +195,10 @@ def assess(slice_: Slice, preprocessed: Preprocessed, ood_score: float | None, o
                                      f"{ood_score:.1f} exceeds {ood.threshold:.1f})", "model", ood_score)
         return ScopeVerdict(IN, headers.reason or "like the images this model was trained on", "model", ood_score)
     return ScopeVerdict(headers.status, headers.reason, headers.evidence, ood_score)
+
+
+def rule_check(item, preprocessed: Preprocessed) -> str | None:
+    """The header and blank-image rules in the session's scope-check form (core.session ScopeCheck): the reason a
+    slice is out of scope, or None. The model's score needs the forward pass's features: see `assess`."""
+    verdict = assess(item, preprocessed, None, None) if isinstance(item, Slice) else image_verdict(preprocessed)
+    return verdict.reason if verdict is not None and verdict.out_of_scope else None
