@@ -18,7 +18,8 @@ if ! ls .gpu/wheels/keras-*.whl >/dev/null 2>&1; then
     -d .gpu/wheels "nibabel==$("$PY" -c 'import nibabel; print(nibabel.__version__)')"
 fi
 rm -rf .gpu/data .gpu/call*
-"$PY" -m trainer.remote pack-data --config "$config" --out .gpu/data --part-mb 40 --workers "${PACK_WORKERS:-2}"
+"$PY" -m trainer.remote pack-data --config "$config" --out .gpu/data --quality "${QUALITY:-90}" \
+  --workers "${PACK_WORKERS:-2}"
 rm -f .gpu/config.*
 cp "$config" ".gpu/config.${config##*.}"
 # Tracked files travel with every call; files over 8 MiB (the bundled ResNet50's weights) are parked by
