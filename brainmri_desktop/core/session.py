@@ -225,11 +225,12 @@ class Session:
                    chunk: int = 8) -> Iterator[dict[tuple[int, str], np.ndarray]]:
         """Computes the maps of `indices` (see `missing_cams`), a chunk at a time; nothing is stored here."""
         for start in range(0, len(indices), chunk):
-            part = [i for i in indices[start : start + chunk] if i in self.inputs]
+            inputs = self.inputs  # one dict per run: a new run (start) while this works leaves it whole
+            part = [i for i in indices[start : start + chunk] if i in inputs]
             if view == INPUT_VIEW:
-                maps = gradcam.input_maps(np.stack([self.inputs[i].image for i in part])) if part else []
+                maps = gradcam.input_maps(np.stack([inputs[i].image for i in part])) if part else []
             else:
-                maps = gradcam.slice_maps([self.inputs[i] for i in part])
+                maps = gradcam.slice_maps([inputs[i] for i in part])
             yield {(i, view): m for i, m in zip(part, maps)}
 
     def accept_cams(self, maps: dict[tuple[int, str], np.ndarray]) -> None:
