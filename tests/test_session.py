@@ -121,6 +121,11 @@ def test_step_flagged_wraps_and_a_new_model_keeps_the_marks(tiny, tmp_path):
     assert session.results == {} and session.cams == {} and session.step_flagged(1) is None
     assert session.marks[3].note == "motion"
     assert ReviewStore(slices, tmp_path).marks[3].verdict == "disagree"  # saved, not only kept in memory
+    unsaved = Session(slices)
+    unsaved.mark(1, "agree")
+    assert unsaved.marks[1].verdict == "agree"
+    unsaved.mark(1, None)
+    assert unsaved.marks == {}
 
 
 def test_grad_cam_maps_are_computed_once_per_view_and_cached(tiny):

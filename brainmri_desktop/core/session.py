@@ -135,6 +135,7 @@ class Session:
                  scope: Sequence[ScopeCheck] = DEFAULT_SCOPE):
         self.slices: list[Slice] = list(slices)
         self.reviews = reviews  # None: marks live for this session only
+        self._marks: dict[int, Mark] = {}
         self.scope = tuple(scope)
         self.threshold = Threshold.DEFAULT
         self.include_out_of_scope = False
@@ -206,12 +207,17 @@ class Session:
     # ------------------------------------------------------------------ marks
     @property
     def marks(self) -> dict[int, Mark]:
-        return self.reviews.marks if self.reviews else {}
+        return self.reviews.marks if self.reviews is not None else self._marks
 
     def mark(self, index: int, verdict: str | None, note: str = "") -> None:
-        """Records the reader's verdict; raises OSError when it could not be saved (it is kept for this session)."""
+        """Records the reader's verdict (None takes it back); raises OSError when it could not be saved (it is kept
+        for this session)."""
         if self.reviews is not None:
             self.reviews.set(index, verdict, note)
+        elif verdict is None:
+            self._marks.pop(index, None)
+        else:
+            self._marks[index] = Mark(verdict, note)
 
     # --------------------------------------------------------------- Grad-CAM
     def cam(self, index: int, view: str = SLICE_VIEW) -> np.ndarray | None:
