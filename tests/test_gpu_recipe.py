@@ -18,6 +18,15 @@ from trainer.remote import join_files, load_packed, pack_data, split_file
 from .synthetic import write_labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+# The GPU machine has no TensorFlow, Qt or PACS libraries: the device script runs here with them made unimportable.
+ABSENT_THERE = """
+import sys
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"tensorflow", "PySide6", "highdicom", "pynetdicom", "dicomweb_client"}:
+            raise ModuleNotFoundError(f"No module named {name!r} (absent on the GPU machine)")
+sys.meta_path.insert(0, _Absent())
+"""
 
 
 def test_split_pieces_fit_the_limit_and_join_back_exactly(tmp_path):
@@ -63,7 +72,7 @@ def test_packed_data_gives_the_samples_and_cache_of_the_data_folders(tiny_config
         load_packed(tmp_path / "pack", cfg.override(img_size=48))
 
 
-def test_device_script_trains_under_jax_resumes_and_the_run_exports_here(tiny_config, tmp_path):
+def test_device_script_trains_under_jax_without_tensorflow_resumes_and_the_run_exports_here(tiny_config, tmp_path):
     from brainmri_desktop.cli import main as brainmri
     from trainer.cli import main as brainmri_train
     from trainer.remote import unpack_run
@@ -71,8 +80,10 @@ def test_device_script_trains_under_jax_resumes_and_the_run_exports_here(tiny_co
     call = tmp_path / "call1"
     pack_data(read_config(tiny_config), call / "data", log=lambda *_: None)
     (call / "config.toml").write_bytes(tiny_config.read_bytes())
+    (tmp_path / "absent").mkdir()
+    (tmp_path / "absent" / "sitecustomize.py").write_text(ABSENT_THERE)
     env = {**os.environ, "KERAS_BACKEND": "jax", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
-           "PYTHON": sys.executable}
+           "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "absent")}
     script = ["bash", str(ROOT / "scripts" / "gpu" / "run_on_device.sh"), str(call)]
     first = subprocess.run([*script, "--time-budget", "0.001"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert first.returncode == 3, first.stdout[-2000:] + first.stderr[-2000:]
