@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.report import PDF_MAX_SLICES, StudyReport
 from ..core.session import Session
-from .workers import explain, export_pdf, load_study, triage
+from .workers import explain, export_pdf, load_study, settle_heap, triage
 
 
 class TriageController(QObject):
@@ -54,6 +54,7 @@ class TriageController(QObject):
 
     def _loaded(self, report) -> None:
         self.load_worker = None
+        settle_heap()  # the study's objects live while it is open: no full collection should scan them each time
         self.loaded.emit(report)
 
     def _load_failed(self, text: str) -> None:
