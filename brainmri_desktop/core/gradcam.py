@@ -3,8 +3,9 @@
 The model is cut at the target layer into two Keras models that share its layers: the features (input -> target
 layer) and the head (target layer's output, plus the image for any path that bypasses the layer -> logit). The
 gradient of the logit with respect to the features is then a gradient with respect to a model *input*, which every
-backend can take: one small function each (TensorFlow's GradientTape, jax.grad, torch autograd). The rest (channel
-weights = mean gradient, ReLU of the weighted sum, scaled to [0, 1]) is NumPy, the same for all.
+backend can take: one small function each (TensorFlow's GradientTape, jax.grad, torch autograd). The rest is shared:
+channel weights = mean gradient and the ReLU of the weighted sum in Keras ops (inside each compiled function), the
+scaling to [0, 1] and the resize in NumPy and OpenCV.
 
 Models are built flat by the trainer (the backbone's layers live in the same graph as the head); a backbone nested as
 a sub-model would make the inner layer's output unreachable from the outer input, the classic "Graph disconnected".
@@ -21,68 +22,86 @@ from . import backend
 from .inference import LoadedModel
 from .preprocess import Preprocessed, to_model_input
 
-# (image batch, features) -> d sum(logits) / d features, as float32 NumPy
-FeatureGradient = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# image batch -> raw maps at the target layer's resolution (N, h, w), float32 NumPy
+RawMaps = Callable[[np.ndarray], np.ndarray]
 
 
-def _tensorflow_gradient(head) -> FeatureGradient:
+def _weighted_features(features, gradients):
+    """Grad-CAM's meaning, in Keras ops so that it runs inside each backend's compiled function: channel weights are
+    the mean gradient over the map, and the map is the ReLU of the weighted sum of the channels."""
+    from keras import ops
+
+    weights = ops.mean(gradients, axis=(1, 2), keepdims=True)
+    return ops.relu(ops.sum(weights * features, axis=-1))
+
+
+def _tensorflow_maps(features_model, head) -> RawMaps:
     import tensorflow as tf
 
     # autograph off: plain TF ops, and a frozen build has no source for autograph to read
     @tf.function(reduce_retracing=True, autograph=False)
-    def gradient(x, features):
+    def maps(x):
+        features = features_model(x, training=False)
         with tf.GradientTape() as tape:
             tape.watch(features)
             score = tf.reduce_sum(head([x, features], training=False))
-        return tape.gradient(score, features)
+        return _weighted_features(features, tape.gradient(score, features))
 
-    return lambda x, features: gradient(tf.constant(x), tf.constant(features)).numpy()
+    return lambda x: maps(tf.constant(x)).numpy()
 
 
-def _jax_gradient(head) -> FeatureGradient:
+def _jax_maps(features_model, head) -> RawMaps:
     import jax
 
-    def score(features, x, trainable, non_trainable):
-        logits, _ = head.stateless_call(trainable, non_trainable, [x, features], training=False)
-        return jax.numpy.sum(logits.astype("float32"))
+    def call(model, weights, inputs):
+        outputs, _ = model.stateless_call(*weights, inputs, training=False)
+        return outputs
 
-    gradient = jax.jit(jax.grad(score))
+    @jax.jit
+    def maps(x, feature_weights, head_weights):
+        features = call(features_model, feature_weights, x)
+        gradient = jax.grad(lambda f: jax.numpy.sum(call(head, head_weights, [x, f]).astype("float32")))
+        return _weighted_features(features, gradient(features))
 
-    def run(x, features):
-        # the weights go in as arguments, not constants baked into the compiled function, so a model that is still
-        # training is read as it is now
-        trainable = [v.value for v in head.trainable_variables]
-        non_trainable = [v.value for v in head.non_trainable_variables]
-        return np.asarray(gradient(features, x, trainable, non_trainable))
+    def run(x):
+        # the weights go in as arguments, not as constants baked into the compiled function, so a model that is
+        # still training is read as it is now
+        weights = [([v.value for v in m.trainable_variables], [v.value for v in m.non_trainable_variables])
+                   for m in (features_model, head)]
+        return np.asarray(maps(x, *weights))
 
     return run
 
 
-def _torch_gradient(head) -> FeatureGradient:
+def _torch_maps(features_model, head) -> RawMaps:
     import keras
     import torch
 
-    def run(x, features):
-        features = keras.ops.convert_to_tensor(features).requires_grad_(True)
-        logits = head([keras.ops.convert_to_tensor(x), features], training=False)
-        (gradient,) = torch.autograd.grad(logits.float().sum(), features)
-        return gradient.detach().cpu().numpy()
+    def run(x):
+        x = keras.ops.convert_to_tensor(x)
+        with torch.no_grad():
+            features = features_model(x, training=False)
+        features = features.detach().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(head([x, features], training=False).float().sum(), features)
+        return _weighted_features(features.detach(), gradient).cpu().numpy()
 
     return run
 
 
-GRADIENTS: dict[str, Callable[[object], FeatureGradient]] = {
-    "tensorflow": _tensorflow_gradient,
-    "jax": _jax_gradient,
-    "torch": _torch_gradient,
+BACKENDS: dict[str, Callable[[object, object], RawMaps]] = {
+    "tensorflow": _tensorflow_maps,
+    "jax": _jax_maps,
+    "torch": _torch_maps,
 }
 
 
-def feature_gradient(head) -> FeatureGradient:
+def raw_maps(features_model, head) -> RawMaps:
+    """Grad-CAM through the backend Keras runs on: only the gradient differs between backends."""
     try:
-        return GRADIENTS[backend.name()](head)
+        make = BACKENDS[backend.name()]
     except KeyError:
         raise RuntimeError(f"Grad-CAM has no gradient for the Keras backend {backend.name()!r}") from None
+    return make(features_model, head)
 
 
 class GradCAM:
@@ -92,18 +111,15 @@ class GradCAM:
         net = model.keras_model
         self._normalisation = model.manifest.preprocessing.model_normalisation
         target = net.get_layer(model.manifest.gradcam_layer).output
-        self._features_model = keras.Model(net.input, target)
-        self._features = backend.forward(self._features_model)
-        self._gradient = feature_gradient(keras.Model([net.input, target], net.get_layer("logit").output))
+        features_model = keras.Model(net.input, target)
+        self._compiled_per_shape = features_model.jit_compile
+        head = keras.Model([net.input, target], net.get_layer("logit").output)
+        self._maps = raw_maps(features_model, head)
 
     def _raw_maps(self, x: np.ndarray) -> np.ndarray:
         """ReLU of the gradient-weighted feature channels, at the target layer's resolution (N, h, w)."""
-        n = len(x)
-        x = backend.pad_batch(x, self._features_model.jit_compile)
-        features = self._features(x)
-        gradients = np.asarray(self._gradient(x, features), dtype=np.float32)
-        weights = gradients.mean(axis=(1, 2), keepdims=True)
-        return np.maximum((weights * features).sum(axis=-1), 0.0)[:n]
+        maps = self._maps(backend.pad_batch(x, self._compiled_per_shape))
+        return np.asarray(maps, dtype=np.float32)[: len(x)]
 
     def input_maps(self, images: np.ndarray) -> np.ndarray:
         """Maps at model-input size (N, S, S), each scaled to [0, 1] (all zero where nothing pushes the logit up)."""
