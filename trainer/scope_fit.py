@@ -254,11 +254,16 @@ def card_section(trained: dict, metrics: dict, command: str) -> str:
         f"{metrics['grid']}x{metrics['grid']} cells "
         f"(Ledoit-Wolf covariance, {metrics['components']} leading directions kept exactly), fitted on "
         f"{metrics['train_images']} training images. Threshold {metrics['threshold']:.2f}, set so that at most "
-        f"{metrics['max_out']:.0%} of each development source's validation slices fall out of scope.",
+        f"{metrics['max_out']:.0%} of each development source's validation slices fall out of scope, blank ones "
+        "included, where the blank ones leave room (else the score puts out at most that share of the others).",
         f"- In scope, validation (threshold set here): {rates('validation')}.",
     ]
     if metrics.get("test"):
         lines.append(f"- In scope, held-out test split (never used for the fit): {rates('test')}.")
+    lines.append("- Slices whose model input is empty count as out of scope in these shares (the blank rule): LGG's "
+                 "slices above the head and most of kaggle-navoneel's out-of-scope share (a snapshot whose images "
+                 "hold 0-2 grey levels). The LGG reslices below are PNG files without headers, so only the model's "
+                 "score can judge them; a DICOM sagittal or coronal series is put out by its orientation header.")
     material = metrics.get("material")
     if material:
         lines += ["- Detection on out-of-scope material built on the development machine "
