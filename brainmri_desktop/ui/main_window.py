@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
         self.status_area.start("Loading...")
         self.triage.load(paths)
 
-    def _loaded(self, report) -> None:
+    def _loaded(self, report, reviews: list[ReviewStore]) -> None:
         self._stop_progress()
         self.errors.clear()
         for err in report.errors:
@@ -181,17 +181,17 @@ class MainWindow(QMainWindow):
         if not series:
             self.status.setText("Nothing could be opened" + (" (see 'Files not opened')" if report.errors else ""))
             return
-        chosen = series[0]
+        chosen = 0
         if len(series) > 1:
             labels = [s.label for s in series]
             label, ok = QInputDialog.getItem(self, "Choose a series", "This folder holds several series:", labels, 0, False)
             if not ok:
                 return
-            chosen = series[labels.index(label)]
-        self.set_study(chosen.slices)
+            chosen = labels.index(label)
+        self.set_study(series[chosen].slices, reviews[chosen])
 
-    def set_study(self, slices) -> None:
-        reviews = ReviewStore(list(slices))
+    def set_study(self, slices, reviews: ReviewStore | None = None) -> None:
+        reviews = reviews if reviews is not None else ReviewStore(list(slices))
         if reviews.load_error:
             self.errors.addItem(reviews.load_error)
             self.errors_dock.show()

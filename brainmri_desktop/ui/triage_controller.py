@@ -18,7 +18,7 @@ from .workers import explain, export_pdf, load_study, settle_heap, triage
 
 class TriageController(QObject):
     progress = Signal(int, int)  # done, total
-    loaded = Signal(object)  # a LoadReport
+    loaded = Signal(object, object)  # a LoadReport, and a ReviewStore for each of its series
     chunkArrived = Signal(object)  # the set of slice indices whose results arrived
     runFinished = Signal(bool)  # whether every slice got its answer (False: cancelled or stopped)
     camsArrived = Signal(object)  # the set of (index, view) keys now in the session's cache
@@ -52,10 +52,10 @@ class TriageController(QObject):
         self.load_worker = worker
         worker.start()
 
-    def _loaded(self, report) -> None:
+    def _loaded(self, result) -> None:
         self.load_worker = None
         settle_heap()  # the study's objects live while it is open: no full collection should scan them each time
-        self.loaded.emit(report)
+        self.loaded.emit(*result)
 
     def _load_failed(self, text: str) -> None:
         self.load_worker = None
