@@ -65,7 +65,11 @@ def test_packed_data_gives_the_samples_and_cache_of_the_data_folders(tiny_config
     here = prepare(cfg, None)
     described = lambda ss: [(str(s.path), s.label, s.source, s.patient) for s in ss]  # noqa: E731
     assert described(samples) == described(here.samples)
-    assert np.abs(cache.images.astype(int) - here.cache.images).mean() < 2  # JPEG quality 90
+    # the images are the cache's through JPEG at the default quality, no more and no less
+    import cv2
+
+    jpeg = [cv2.imdecode(cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], 0) for im in here.cache.images]
+    np.testing.assert_array_equal(cache.images, np.stack(jpeg))
     np.testing.assert_array_equal(cache.hashes, here.cache.hashes)
     np.testing.assert_array_equal(cache.masks, here.cache.masks)
     with pytest.raises(ValueError, match="preprocessing"):
