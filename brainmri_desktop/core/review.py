@@ -1,32 +1,103 @@
 """A reader's agree/disagree marks and notes, kept per study in the user's data folder (never in the study folder).
 
-The file is keyed by a hash of the study's file list, so it holds no patient data and no path in its name.
+The file is keyed by a hash of the study's file list, so it holds no patient data and no path in its name. Each mark
+keeps who made it (the reader name set in the window, else the system user name) and when (ISO 8601 with the time
+zone). A note typed without a verdict is kept as a note-only mark (verdict ""); clearing a mark forgets it and its
+note. Files written before readers and times were kept (version 1) load with both empty. The reader's name is not
+patient identity, but no log carries it either: it stays out of a mark's repr.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from .atomic import atomic_write_text
 from .io.slices import Slice
 
 VERDICTS = ("agree", "disagree")
+NOTE_ONLY = ""  # the verdict of a mark that holds only a note
+FILE_VERSION = 2  # 1: verdict and note only
 
 
 @dataclass(frozen=True)
 class Mark:
-    verdict: str  # agree | disagree
+    verdict: str  # agree | disagree | NOTE_ONLY
     note: str = ""
+    reader: str = field(default="", repr=False)  # "" in files written before readers were kept
+    time: str = ""  # when the mark was last changed, ISO 8601 with the time zone; "" in version 1 files
+
+    @property
+    def when(self) -> str:
+        """The time for a reader: date, hours and minutes, and the zone."""
+        try:
+            return datetime.fromisoformat(self.time).strftime("%Y-%m-%d %H:%M %z")
+        except ValueError:
+            return ""
+
+    @property
+    def byline(self) -> str:
+        """'by <reader>, <when>', or what of it is known."""
+        parts = [f"by {self.reader}" if self.reader else "", self.when]
+        return ", ".join(p for p in parts if p) or "reader and time not recorded"
 
 
-def reviews_dir() -> Path:
-    from platformdirs import user_data_path
+def system_reader() -> str:
+    """The system user name; "" when the system knows none (getpass raises KeyError or OSError then)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
-    return user_data_path("BrainMRI", appauthor=False) / "reviews"
+
+def now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class Reviews:
+    """The marks of one series, kept in memory only; `ReviewStore` also writes them to disk. The rules of marking,
+    noting and clearing live here."""
+
+    def __init__(self) -> None:
+        self.marks: dict[int, Mark] = {}
+
+    def set(self, index: int, verdict: str | None, note: str = "", reader: str | None = None) -> None:
+        """Records a verdict with its note (None clears the mark); raises OSError when it could not be saved (it is
+        kept in memory)."""
+        if verdict is None:
+            self.clear(index)
+            return
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}")
+        self._put(index, Mark(verdict, note, system_reader() if reader is None else reader, now()))
+
+    def set_note(self, index: int, note: str, reader: str | None = None) -> None:
+        """The note as typed: the verdict stays (none: a note-only mark); an empty note on a note-only mark clears it.
+        Unchanged text changes nothing, neither the reader nor the time."""
+        old = self.marks.get(index)
+        if (old.note if old else "") == note:
+            return
+        if not note and (old is None or old.verdict == NOTE_ONLY):
+            self.clear(index)
+            return
+        verdict = old.verdict if old else NOTE_ONLY
+        self._put(index, Mark(verdict, note, system_reader() if reader is None else reader, now()))
+
+    def clear(self, index: int) -> None:
+        if self.marks.pop(index, None) is not None:
+            self.save()
+
+    def _put(self, index: int, mark: Mark) -> None:
+        self.marks[index] = mark
+        self.save()
+
+    def save(self) -> None:
+        """Nothing to write: these marks live as long as the session."""
 
 
 def slice_keys(slices: list[Slice]) -> list[str]:
@@ -50,12 +121,28 @@ def study_key(keys: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-class ReviewStore:
+def reviews_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("BrainMRI", appauthor=False) / "reviews"
+
+
+def _mark_from(value: dict) -> Mark | None:
+    """A mark read from a file of either version; None for one that holds nothing valid."""
+    verdict, note = value.get("verdict"), str(value.get("note", ""))
+    if verdict not in VERDICTS and not (verdict == NOTE_ONLY and note):
+        return None
+    return Mark(verdict, note, str(value.get("reader", "")), str(value.get("time", "")))
+
+
+class ReviewStore(Reviews):
+    """The marks of one study, written atomically after every change."""
+
     def __init__(self, slices: list[Slice], folder: Path | None = None):
+        super().__init__()
         keys = slice_keys(slices)
         self.path = (folder or reviews_dir()) / f"{study_key(keys)}.json"
         self._keys = {key: i for i, key in enumerate(keys)}
-        self.marks: dict[int, Mark] = {}
         self.load_error: str | None = None
         self._load()
 
@@ -65,21 +152,12 @@ class ReviewStore:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             for key, value in raw.get("marks", {}).items():
-                if key in self._keys and value.get("verdict") in VERDICTS:
-                    self.marks[self._keys[key]] = Mark(value["verdict"], str(value.get("note", "")))
+                if key in self._keys and (mark := _mark_from(value)) is not None:
+                    self.marks[self._keys[key]] = mark
         except (OSError, ValueError, AttributeError) as exc:
             self.load_error = f"{self.path}: review marks could not be read ({type(exc).__name__})"
 
-    def set(self, index: int, verdict: str | None, note: str = "") -> None:
-        if verdict is None:
-            self.marks.pop(index, None)
-        elif verdict in VERDICTS:
-            self.marks[index] = Mark(verdict, note)
-        else:
-            raise ValueError(f"verdict must be one of {VERDICTS}")
-        self.save()
-
     def save(self) -> None:
         keys = {i: k for k, i in self._keys.items()}
-        payload = {"version": 1, "marks": {keys[i]: asdict(m) for i, m in sorted(self.marks.items())}}
+        payload = {"version": FILE_VERSION, "marks": {keys[i]: asdict(m) for i, m in sorted(self.marks.items())}}
         atomic_write_text(self.path, json.dumps(payload, indent=1))

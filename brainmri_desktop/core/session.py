@@ -39,7 +39,7 @@ from .inference import LoadedModel, SliceResult, TTAConfig, predict
 from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
 from .preprocess import Preprocessed, has_head, preprocess_slice
-from .review import Mark, ReviewStore
+from .review import Mark, Reviews
 
 ScopeCheck = Callable[[object, Preprocessed], "str | None"]
 SLICE_VIEW, INPUT_VIEW = "slice", "input"
@@ -131,11 +131,10 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
 class Session:
     """One series under review. Plain attributes, read freely; change them through the methods."""
 
-    def __init__(self, slices: Sequence[Slice], reviews: ReviewStore | None = None,
+    def __init__(self, slices: Sequence[Slice], reviews: Reviews | None = None,
                  scope: Sequence[ScopeCheck] = DEFAULT_SCOPE):
         self.slices: list[Slice] = list(slices)
-        self.reviews = reviews  # None: marks live for this session only
-        self._marks: dict[int, Mark] = {}
+        self.reviews = reviews if reviews is not None else Reviews()  # a ReviewStore writes them to disk
         self.scope = tuple(scope)
         self.threshold = Threshold.DEFAULT
         self.include_out_of_scope = False
@@ -207,17 +206,16 @@ class Session:
     # ------------------------------------------------------------------ marks
     @property
     def marks(self) -> dict[int, Mark]:
-        return self.reviews.marks if self.reviews is not None else self._marks
+        return self.reviews.marks
 
-    def mark(self, index: int, verdict: str | None, note: str = "") -> None:
-        """Records the reader's verdict (None takes it back); raises OSError when it could not be saved (it is kept
-        for this session)."""
-        if self.reviews is not None:
-            self.reviews.set(index, verdict, note)
-        elif verdict is None:
-            self._marks.pop(index, None)
-        else:
-            self._marks[index] = Mark(verdict, note)
+    def mark(self, index: int, verdict: str | None, note: str = "", reader: str | None = None) -> None:
+        """Records the reader's verdict with its note, who and when (reader None: the system user name); None takes
+        the mark back. Raises OSError when it could not be saved (it is kept for this session)."""
+        self.reviews.set(index, verdict, note, reader)
+
+    def note(self, index: int, text: str, reader: str | None = None) -> None:
+        """The note as typed; the verdict stays (without one it is a note-only mark). OSError as `mark`."""
+        self.reviews.set_note(index, text, reader)
 
     # --------------------------------------------------------------- Grad-CAM
     def cam(self, index: int, view: str = SLICE_VIEW) -> np.ndarray | None:
