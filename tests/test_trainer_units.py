@@ -280,3 +280,59 @@ def test_card_says_where_the_run_trained_and_only_the_sources_it_saw():
     assert "kaggle-navoneel" not in limits and "No patient information in br35h" in limits
     split = _sources_lines(res)[0]
     assert "lgg-flair by patient, br35h by near-duplicate group" in split and "Nickparvar" not in split
+
+
+# Run in a fresh interpreter under JAX, whose threads are running (a computation has run) before the pool starts:
+# forking such a process could deadlock, and the subprocess's timeout turns a hang into a failure.
+_BATCHES_UNDER_JAX = """
+import json, multiprocessing, sys
+import jax.numpy as jnp, numpy as np
+from trainer.augment import build_augmenter
+from trainer.dataset import LesionTargets, make_sequence, uint8_batch
+jnp.ones((64, 64)).sum().block_until_ready()
+rng = np.random.default_rng(0)
+images = rng.integers(0, 255, (40, 32, 32), dtype=np.uint8)
+lesion = LesionTargets((rng.random((40, 32, 32)) > 0.5).astype(np.uint8) * 255, np.arange(40) % 3 > 0, 4)
+seqs = [make_sequence(images, np.arange(40) % 2, np.linspace(0.5, 1, 40, dtype=np.float32), 8, 16,
+                      build_augmenter("heavy", 0), seed=7, lesion=lesion, workers=w) for w in (1, 2)]
+for seq in seqs:
+    seq.epoch = 3  # as a resumed run sets it
+    seq._order()
+same, augmented = [], []
+for epoch in range(2):
+    for i in range(len(seqs[0])):
+        (x1, y1, w1), (x2, y2, w2) = seqs[0][i], seqs[1][i]
+        same.append(all(np.array_equal(a, b) for a, b in [(x1, x2), (y1["lesion"], y2["lesion"]),
+                                                          (y1["prob"], y2["prob"]), (w1["prob"], w2["prob"])]))
+        augmented.append(not np.array_equal(x2, uint8_batch(images[seqs[0]._indices(i)], 16)))
+    for seq in seqs:
+        seq.on_epoch_end()
+folder = str(seqs[1].pool.folder)
+workers = len(multiprocessing.active_children())
+seqs[1].close()
+print(json.dumps({"same": same, "augmented": augmented, "workers": workers, "left": len(multiprocessing.active_children()), "folder": folder}))
+if sys.argv[1] == "again":  # a pool left open ends with the interpreter, its files too
+    seqs[1][0]
+    print(json.dumps({"folder": str(seqs[1].pool.folder)}))
+"""
+
+
+@pytest.mark.parametrize("ending", ["close", "again"])
+def test_batches_built_by_worker_processes_under_jax_equal_those_of_one_worker(tmp_path, ending):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", _BATCHES_UNDER_JAX, ending], cwd=Path(__file__).parents[1], env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    report = lines[0]
+    assert report["same"] == [True] * 10 and report["augmented"] == [True] * 10
+    assert report["workers"] == 2 and report["left"] == 0
+    for line in lines:
+        assert Path(line["folder"]).parent == tmp_path and not Path(line["folder"]).exists()
+    assert len(lines) == (2 if ending == "again" else 1)
+    assert list(tmp_path.iterdir()) == []

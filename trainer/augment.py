@@ -13,6 +13,7 @@ mid-brain slices than one with 'heavy' (both near chance); it only learnt the so
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import numpy as np
@@ -70,14 +71,23 @@ def build_augmenter(strength: str, seed: int = 0) -> Augmenter | None:
         A.ImageCompression(quality_range=(35, 95), p=0.3),
     ]
     pipeline = A.Compose(geometric + intensity + (heavy if strength in ("heavy", "domain") else []), seed=seed)
+    return _Augment(pipeline, strength)
 
-    def apply(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator):
-        out = pipeline(image=image) if mask is None else pipeline(image=image, mask=mask)
+
+class _Augment:
+    """A class, not a closure, so that it pickles into the processes that build the batches. Every call hands the
+    pipeline the caller's `rng`, so an image's augmentation depends on that alone: not on what the pipeline augmented
+    before, nor on which process runs it."""
+
+    def __init__(self, pipeline, strength: str):
+        self.pipeline, self.strength = pipeline, strength
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator):
+        self.pipeline.set_random_state(rng, random.Random(int(rng.integers(2**63))))
+        out = self.pipeline(image=image) if mask is None else self.pipeline(image=image, mask=mask)
         image = out["image"]
-        if strength in ("heavy", "domain") and rng.random() < 0.4:
+        if self.strength in ("heavy", "domain") and rng.random() < 0.4:
             image = bias_field(image, rng)
-        if strength == "domain" and rng.random() < 0.5:
+        if self.strength == "domain" and rng.random() < 0.5:
             image = random_intensity_curve(image, rng)
         return image, out.get("mask")
-
-    return apply

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+import shutil
+import signal
+import tempfile
+import weakref
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +25,7 @@ from brainmri_desktop.core.errors import BrainMRIError
 from brainmri_desktop.core.io.study import read_file
 from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, preprocess_values
 
+from .augment import Augmenter
 from .data import Sample, tumour_mask
 from .dedup import dhash
 
@@ -161,53 +167,134 @@ def uint8_batch(images_u8: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(images_u8[..., None])
 
 
+@dataclass(frozen=True)
+class BatchBuilder:
+    """Builds training batch `i` of `epoch` from the images at `idx`, seeded by (seed, epoch, i) alone: a batch does
+    not depend on which process built it, and a resumed run sees the batches an uninterrupted one would."""
+
+    images: np.ndarray | None  # N x S x S uint8; None in the copy sent to the workers, which open the shared file
+    labels: np.ndarray
+    weights: np.ndarray
+    size: int
+    seed: int
+    augmenter: Augmenter | None
+    lesion: LesionTargets | None
+
+    def __call__(self, epoch: int, i: int, idx: np.ndarray):
+        batch = self.images[idx]
+        masks = self.lesion.masks[idx] if self.lesion is not None else [None] * len(idx)
+        if self.augmenter is not None:
+            rng = np.random.default_rng([self.seed, epoch, i])
+            pairs = [self.augmenter(im, m, rng) for im, m in zip(batch, masks)]
+            batch = np.stack([im for im, _m in pairs])
+            masks = [m for _im, m in pairs]
+        x = uint8_batch(batch, self.size)
+        y, w = self.labels[idx].astype(np.float32), self.weights[idx].astype(np.float32)
+        if self.lesion is None:
+            return x, y, w
+        targets = self.lesion.batch(np.stack(masks), idx)
+        return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": np.ones_like(w)}
+
+
+_worker_builder: BatchBuilder | None = None  # in a batch worker: the builder over the shared files
+
+
+def _start_worker(folder: str, shell: BatchBuilder) -> None:
+    global _worker_builder
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle: it shuts the pool down
+    cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe the cores
+    images = np.load(Path(folder) / "images.npy", mmap_mode="r")
+    lesion = shell.lesion and replace(shell.lesion, masks=np.load(Path(folder) / "masks.npy", mmap_mode="r"))
+    _worker_builder = replace(shell, images=images, lesion=lesion)
+
+
+def _build_in_worker(epoch: int, i: int, idx: np.ndarray):
+    return _worker_builder(epoch, i, idx)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, folder: Path) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class BatchPool:
+    """`workers` spawned processes that build batches. Spawned, not forked: forking a process that runs JAX's or
+    TensorFlow's threads can deadlock the child. The images (and tumour masks) are written once to a temporary
+    folder and memory-mapped by every worker, so a batch carries only its indices there and its arrays back."""
+
+    def __init__(self, builder: BatchBuilder, workers: int):
+        self.folder = Path(tempfile.mkdtemp(prefix="brainmri-batches-"))
+        try:
+            np.save(self.folder / "images.npy", builder.images)
+            if builder.lesion is not None:
+                np.save(self.folder / "masks.npy", builder.lesion.masks)
+            shell = replace(builder, images=None,
+                            lesion=builder.lesion and replace(builder.lesion, masks=None))
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_worker, initargs=(str(self.folder), shell))
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        # Also at interpreter exit, should the trainer end without closing it (an error, Ctrl-C).
+        self.close = weakref.finalize(self, _stop_pool, self.pool, self.folder)
+
+    def submit(self, epoch: int, i: int, idx: np.ndarray) -> Future:
+        return self.pool.submit(_build_in_worker, epoch, i, idx)
+
+
 def make_sequence(images, labels, weights, batch_size, size, augmenter=None, shuffle=True, seed=0,
                   max_batches=None, lesion: LesionTargets | None = None, workers: int = 1):
     """Batches for `fit` in uint8 (see trainer/train_graph.py); with `lesion`, the targets are a dict for the
-    classifier ('prob') and the lesion head. With `workers` > 1, batches are built in that many processes (forked:
-    the images are shared, not copied), each augmenting its own batch."""
+    classifier ('prob') and the lesion head. With `workers` > 1, batches are built in a `BatchPool` of that many
+    processes, `2 * workers` batches ahead of the one Keras asks for, and are the same as with one worker; call
+    `close()` when training ends (it also runs at exit)."""
     import keras
 
+    builder = BatchBuilder(images, labels, weights, size, seed, augmenter, lesion)
+
     class Batches(keras.utils.PyDataset):
-        """Epoch-seeded order and augmentation, so a resumed run sees the batches an uninterrupted one would and a
-        batch does not depend on which worker built it. With `max_batches`, each epoch is a fresh random subset of
-        that many batches."""
+        """Epoch-seeded order and augmentation. With `max_batches`, each epoch is a fresh random subset of that many
+        batches. Keras asks for the batches in order from one thread (workers=1): the pool is the parallelism."""
 
         def __init__(self):
-            super().__init__(workers=max(1, workers), use_multiprocessing=workers > 1,
-                             max_queue_size=max(10, 2 * workers))
+            super().__init__()
             self.epoch = 0
             self._order()
+            self.pool: BatchPool | None = None  # started at the first batch, so an unused sequence costs nothing
+            self.pending: dict[tuple[int, int], Future] = {}
 
         def _order(self):
             rng = np.random.default_rng([seed, self.epoch]) if shuffle else None
             self.order = batch_order(len(images), batch_size, rng)
+
+        def _indices(self, i):
+            return self.order[i * batch_size: (i + 1) * batch_size]
 
         def __len__(self):
             full = int(np.ceil(len(self.order) / batch_size))
             return min(full, max_batches) if max_batches else full
 
         def __getitem__(self, i):
-            if workers > 1:
-                cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
-            sel = slice(i * batch_size, (i + 1) * batch_size)
-            idx = self.order[sel]
-            batch = images[idx]
-            masks = lesion.masks[idx] if lesion is not None else [None] * len(idx)
-            if augmenter is not None:
-                rng = np.random.default_rng([seed, self.epoch, i])
-                pairs = [augmenter(im, m, rng) for im, m in zip(batch, masks)]
-                batch = np.stack([im for im, _m in pairs])
-                masks = [m for _im, m in pairs]
-            x = uint8_batch(batch, size)
-            y, w = labels[idx].astype(np.float32), weights[idx].astype(np.float32)
-            if lesion is None:
-                return x, y, w
-            targets = lesion.batch(np.stack(masks), idx)
-            return x, {"prob": y, "lesion": targets}, {"prob": w, "lesion": np.ones_like(w)}
+            if workers == 1:
+                return builder(self.epoch, i, self._indices(i))
+            if self.pool is None:
+                self.pool = BatchPool(builder, workers)
+            for j in range(i, min(len(self), i + 2 * workers)):
+                if (self.epoch, j) not in self.pending:
+                    self.pending[self.epoch, j] = self.pool.submit(self.epoch, j, self._indices(j))
+            for key in [k for k in self.pending if k[0] != self.epoch or k[1] < i]:
+                self.pending.pop(key).cancel()  # batches of a past epoch or skipped: not wanted any more
+            return self.pending.pop((self.epoch, i)).result()
 
         def on_epoch_end(self):
             self.epoch += 1
             self._order()
+
+        def close(self):
+            """Stop the workers and remove their files; a later batch starts a new pool."""
+            self.pending.clear()
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
 
     return Batches()

@@ -325,8 +325,11 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
                                                                patience=2, min_lr=1e-6, verbose=1))
         log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
-        graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
-                  verbose=2)
+        try:
+            graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
+                      verbose=2)
+        finally:
+            train_seq.close()  # its batch workers and their temporary files, also on an error or Ctrl-C
         if paused:
             log(f"time budget reached after epoch {paused[0]}: continue with --resume")
             return None, state
