@@ -23,6 +23,7 @@ from .core.io import load_paths
 from .core.model_choice import pointing_scores
 from .core.packages import discover
 from .core.wording import DISCLAIMER
+from .pacs import cli as pacs_cli
 
 CSV_COLUMNS = [
     "path", "frame", "model_id", "probability", "threshold", "flagged", "second_look",
@@ -119,7 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     entry = find_model(discover(args.models_dir), args.model)
     model = LoadedModel.load(entry)
-    report = load_paths(args.paths)
+    report = load_paths(pacs_cli.retrieve_for_predict(args) if args.server else args.paths)
     for err in report.errors:
         print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
     session = Session(report.slices)
@@ -143,6 +144,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {exc.filename or args.out or args.cam_dir} could not be written: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
+    if args.send_results:
+        done = sorted(session.results)
+        decisions = session.decisions()
+        print(pacs_cli.send_for_predict(
+            args, [(session.slices[i].path, session.slices[i].frame) for i in done],
+            [session.results[i].probability for i in done], [decisions[i].flagged for i in done],
+            session.point.threshold, session.threshold.label, session.manifest,
+            [decisions[i].out_of_scope for i in done]), file=sys.stderr)
     print(f"{len(session.results)} slices, {len(session.flagged())} flagged by {model.id} "
           f"({runtime.device_description()}); {len(report.errors) + len(session.errors)} inputs unreadable. "
           f"{DISCLAIMER}", file=sys.stderr)
@@ -158,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", parents=[common], help="list every model package found").set_defaults(func=cmd_models)
     p = sub.add_parser("predict", parents=[common], help="triage images, DICOM files and folders")
-    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("paths", nargs="*", type=Path, help="images, DICOM files and folders (none with --server)")
     p.add_argument("--model", help="model id (default: the bundled model whose Grad-CAM was measured to point at "
                                    "tumours, then the best validation AUC; `brainmri models` lists them)")
     p.add_argument("--tta", type=tta_count, help=f"test-time augmentations, 1-{MAX_TTA} (default: the model's)")
@@ -166,13 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--high-sensitivity", action="store_true", help="use the model's high-sensitivity operating point")
     p.add_argument("--cam-dir", type=Path, help="save each slice's Grad-CAM map here as float32 .npy")
     p.add_argument("--out", type=Path, help="CSV file (default: standard output)")
+    pacs_cli.add_predict_arguments(p)
     p.set_defaults(func=cmd_predict)
+    pacs_cli.add_pacs_commands(sub)
     return parser
+
+
+def _predict_problem(args: argparse.Namespace) -> str | None:
+    if args.server and args.paths:
+        return "give either paths or --server, not both"
+    if not args.server and not args.paths:
+        return "give images, DICOM files or folders to triage, or --server URL --study STUDY_UID"
+    return pacs_cli.check_predict_arguments(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "predict" and (problem := _predict_problem(args)):
+        parser.error(problem)
     try:
         return args.func(args)
     except BrainMRIError as exc:  # a model that cannot be found or loaded, a file the core refused

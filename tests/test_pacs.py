@@ -581,3 +581,80 @@ def test_dimse_slow_peer_times_out():
             find_studies(client, StudyQuery())
     finally:
         server.shutdown()
+
+
+@pytest.fixture
+def scanner_study(orthanc: Orthanc, tmp_path) -> str:
+    """Orthanc holding one study: the 30 slices of the scanner's series and nothing else."""
+    study_uid = generate_uid()
+    for path in scanner_series(tmp_path / "scanner", study_uid):
+        orthanc.upload(path)
+    return study_uid
+
+
+def _brainmri(argv: list[str], capsys) -> tuple[int, str, str]:
+    from brainmri_desktop import cli
+
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:  # argument errors leave through the parser
+        status = exc.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_brainmri_predict_from_the_server_writes_every_row_and_stores_the_report(orthanc, scanner_study, model_dir,
+                                                                                 tmp_path, capsys):
+    """The issue's bar: `brainmri predict --server URL --study UID --send-results --out p.csv`."""
+    import csv
+
+    out = tmp_path / "p.csv"
+    status, _, err = _brainmri(["predict", "--server", orthanc.dicomweb, "--study", scanner_study, "--send-results",
+                                "--out", str(out), "--models-dir", str(model_dir), "--model", "tiny-cnn"], capsys)
+    assert status == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == SLICES and all(r["model_id"] == "tiny-cnn" and not r["error"] for r in rows)
+    assert all(Path(r["path"]).is_relative_to(default_cache_dir()) for r in rows)
+    assert f"stored a structured report of {SLICES} slices" in err and PATIENT_ID not in err
+    client = client_for(orthanc.dicomweb)
+    reports = [s for s in list_series(client, scanner_study) if s.modality == "SR"]
+    assert len(reports) == 1
+    sr = pydicom.dcmread(retrieve_study(client, StudyCache(tmp_path / "back"), scanner_study, [reports[0].uid]).paths[0])
+    texts = [str(i.get("TextValue", "")) for i in _sr_items(sr)]
+    assert "tiny-cnn" in texts
+    probs = [float(i.MeasuredValueSequence[0].NumericValue) for i in _sr_items(sr)
+             if i.ConceptNameCodeSequence[0].CodeValue == "PROB"]
+    assert probs == pytest.approx([round(float(r["probability"]), 4) for r in rows], abs=1e-4)
+
+
+def test_brainmri_pacs_find_lists_studies(orthanc, scanner_study, capsys):
+    status, out, _ = _brainmri(["pacs", "find", "--server", orthanc.dicomweb, "--patient", PATIENT_ID,
+                                "--date", "20040101-20041231"], capsys)
+    assert status == 0 and scanner_study in out and PATIENT_ID not in out
+    status, out, err = _brainmri(["pacs", "find", "--server", orthanc.dicomweb, "--patient", "NOBODY"], capsys)
+    assert status == 0 and scanner_study not in out and "no studies match" in err
+
+
+@pytest.mark.parametrize("case", ["down", "unknown study", "no study", "send without server", "paths and server",
+                                  "nothing to triage", "bad date"])
+def test_brainmri_pacs_failures_are_one_line_and_leave_nothing(case, orthanc, scanner_study, model_dir, tmp_path,
+                                                               capsys):
+    from .orthanc import free_port
+
+    out = tmp_path / "p.csv"
+    down = f"http://127.0.0.1:{free_port()}/dicom-web"
+    predict = ["predict", "--out", str(out), "--models-dir", str(model_dir), "--model", "tiny-cnn"]
+    argv = {
+        "down": predict + ["--server", down, "--study", scanner_study, "--send-results"],
+        "unknown study": predict + ["--server", orthanc.dicomweb, "--study", generate_uid(), "--send-results"],
+        "no study": predict + ["--server", orthanc.dicomweb],
+        "send without server": predict + ["--send-results", str(tmp_path)],
+        "paths and server": predict + ["--server", orthanc.dicomweb, "--study", scanner_study, str(tmp_path)],
+        "nothing to triage": predict,
+        "bad date": ["pacs", "find", "--server", orthanc.dicomweb, "--date", "last week"],
+    }[case]
+    status, stdout, err = _brainmri(argv, capsys)
+    lines = err.strip().splitlines()
+    assert status != 0 and len(lines) == 1 and "Traceback" not in err, err
+    assert not stdout and not out.exists() and _nothing_written()
+    assert not [s for s in list_series(client_for(orthanc.dicomweb), scanner_study) if s.modality == "SR"]

@@ -35,8 +35,10 @@ def retrieve_study(client: Server, cache: StudyCache, study_uid: str, series_uid
     interrupted halfway leaves nothing in the cache."""
     if not valid_uid(study_uid):
         raise client.error(f"not a Study Instance UID: {study_uid[:70]!r}")
-    wanted = [s for s in list_series(client, study_uid)
-              if (s.uid in series_uids if series_uids else s.modality.upper() not in skip_modalities)]
+    listed = list_series(client, study_uid)
+    if not listed:
+        raise client.error(f"holds no study {study_uid}")
+    wanted = [s for s in listed if (s.uid in series_uids if series_uids else s.modality.upper() not in skip_modalities)]
     if series_uids and len(wanted) < len(set(series_uids)):
         raise client.error("the study holds no series with some of the UIDs asked for")
     if not wanted:
