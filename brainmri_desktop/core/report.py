@@ -1,12 +1,16 @@
-"""The study report: a per-slice CSV and a PDF of the flagged slices with their Grad-CAM overlays.
+"""The study report: a per-slice CSV and a PDF of the flagged slices with their Grad-CAM overlays and the reader's marks.
 
-Patient identity goes into an export only when the reader asks for it. Both files are written atomically.
+The PDF shows every flagged slice up to `PDF_MAX_SLICES` (three to a page); past that it shows the ones with the
+highest probability and says on its first page how many it left out and why. Each mark appears with its reader and
+time, beside its slice and in a list of every mark (flagged or not). Patient identity goes into an export only when
+the reader asks for it. Both files are written atomically.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +26,14 @@ from .review import Mark
 from .session import Decision, Session
 from .wording import DISCLAIMER
 
-PDF_MAX_SLICES = 24  # flagged slices shown with their maps; the CSV lists every slice
+# Flagged slices shown with their maps: 100 pages. A study flagging more is a study to read in the viewer; the CSV
+# lists every slice.
+PDF_MAX_SLICES = 300
+PER_PAGE = 3
+MARKS_PER_PAGE = 40
 CSV_COLUMNS = ["slice", "file", "frame", "probability", "threshold", "flagged", "second_look", "tta_std",
-               "augmentations", "review", "note"]
+               "augmentations", "review", "note", "reader", "marked_at"]
+A4 = (8.27, 11.69)
 
 
 @dataclass
@@ -49,6 +58,13 @@ class StudyReport:
     def flagged(self) -> list[int]:
         return [i for i, d in sorted(self.decisions.items()) if d.flagged]
 
+    def pdf_slices(self, max_slices: int = PDF_MAX_SLICES) -> list[int]:
+        """The flagged slices the PDF shows, in slice order: all of them, or the `max_slices` most probable."""
+        flagged = self.flagged
+        if len(flagged) <= max_slices:
+            return flagged
+        return sorted(sorted(flagged, key=lambda i: -self.results[i].probability)[:max_slices])
+
 
 def write_csv(report: StudyReport, path: Path) -> None:
     buffer = io.StringIO()
@@ -63,8 +79,14 @@ def write_csv(report: StudyReport, path: Path) -> None:
             "flagged": int(d.flagged) if d else "", "second_look": int(d.second_look) if d else "",
             "tta_std": f"{r.tta_std:.4f}" if r else "", "augmentations": r.augmentations if r else "",
             "review": mark.verdict if mark else "", "note": mark.note if mark else "",
+            "reader": mark.reader if mark else "", "marked_at": mark.time if mark else "",
         })
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def mark_line(mark: Mark) -> str:
+    verdict = f"reader: {mark.verdict}" if mark.verdict else "reader's note"
+    return f"{verdict} ({mark.byline})"
 
 
 def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarray | None],
@@ -73,49 +95,88 @@ def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarr
 
     matplotlib.use("Agg")
     from matplotlib.backends.backend_pdf import PdfPages
-    from matplotlib.figure import Figure
 
-    m = report.manifest
+    shown = report.pdf_slices(max_slices)
     buffer = io.BytesIO()
     with PdfPages(buffer) as pdf:
-        fig = Figure(figsize=(8.27, 11.69))
-        probs = [r.probability for r in report.results.values()]
-        lines = [
-            "BrainMRI triage report",
-            "",
-            f"Date: {datetime.now():%Y-%m-%d %H:%M}",
-            f"Model: {m.name} (id {m.id}, version {m.version})",
-            f"Threshold: {report.point.threshold:.3f} ({report.point.method_in_words}, chosen on {report.point.data})",
-            f"Slices flagged: {len(report.flagged)} of {len(report.slices)}"
-            + (f"; highest probability {max(probs):.3f}" if probs else ""),
-            f"Computed on: {report.device}",
-        ]
-        if report.include_identity and report.slices:
-            p = report.slices[0].patient
-            lines += [f"Patient: {p.name}  ID: {p.patient_id}  Accession: {p.accession}"]
-        fig.text(0.08, 0.92, "\n".join(lines), va="top", fontsize=11, family="sans-serif")
-        fig.text(0.08, 0.08, DISCLAIMER, fontsize=9, wrap=True, color="darkred")
-        pdf.savefig(fig)
-        flagged = report.flagged[:max_slices]
-        for start in range(0, len(flagged), 3):
-            fig = Figure(figsize=(8.27, 11.69))
-            for row, i in enumerate(flagged[start : start + 3]):
-                s, r, d = report.slices[i], report.results[i], report.decisions[i]
-                image = s.display_image()
-                ax = fig.add_subplot(3, 2, 2 * row + 1)
-                ax.imshow(image, cmap="gray")
-                ax.set_title(f"slice {i + 1}: {s.label}", fontsize=8)
-                ax.axis("off")
-                ax = fig.add_subplot(3, 2, 2 * row + 2)
-                ax.imshow(image, cmap="gray")
-                cam = cam_for(i)
-                if cam is not None:
-                    ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
-                mark = report.marks.get(i)
-                ax.set_title(f"p = {r.probability:.3f} (threshold {report.point.threshold:.3f})"
-                             + (" - second look" if d.second_look else "")
-                             + (f" - reader: {mark.verdict}" if mark else ""), fontsize=8)
-                ax.axis("off")
-            fig.text(0.08, 0.03, DISCLAIMER, fontsize=7, color="darkred")
-            pdf.savefig(fig)
+        pdf.savefig(_summary_page(report, shown, max_slices))
+        for start in range(0, len(shown), PER_PAGE):
+            pdf.savefig(_slice_page(report, shown[start : start + PER_PAGE], cam_for))
+        marks = sorted(report.marks.items())
+        for start in range(0, len(marks), MARKS_PER_PAGE):
+            pdf.savefig(_marks_page(marks[start : start + MARKS_PER_PAGE], start == 0))
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _summary_page(report: StudyReport, shown: list[int], max_slices: int):
+    from matplotlib.figure import Figure
+
+    m, flagged = report.manifest, report.flagged
+    fig = Figure(figsize=A4)
+    probs = [r.probability for r in report.results.values()]
+    lines = [
+        "BrainMRI triage report",
+        "",
+        f"Date: {datetime.now():%Y-%m-%d %H:%M}",
+        f"Model: {m.name} (id {m.id}, version {m.version})",
+        f"Threshold: {report.point.threshold:.3f} ({report.point.method_in_words}, chosen on {report.point.data})",
+        f"Slices flagged: {len(flagged)} of {len(report.slices)}"
+        + (f"; highest probability {max(probs):.3f}" if probs else ""),
+        f"Computed on: {report.device}",
+    ]
+    if len(shown) < len(flagged):
+        lines += ["", f"Shown with their maps: the {len(shown)} with the highest probability; "
+                      f"{len(flagged) - len(shown)} left out",
+                  f"to keep this report to {max_slices // PER_PAGE} pages of slices. "
+                  "The CSV export lists every slice."]
+    verdicts = [mk.verdict or "note only" for mk in report.marks.values()]
+    if verdicts:
+        counts = ", ".join(f"{v} {verdicts.count(v)}" for v in ("agree", "disagree", "note only") if v in verdicts)
+        lines += ["", f"Reader marks: {len(verdicts)} ({counts}); each with its reader and time on the last pages"]
+    if report.include_identity and report.slices:
+        p = report.slices[0].patient
+        lines += [f"Patient: {p.name}  ID: {p.patient_id}  Accession: {p.accession}"]
+    fig.text(0.08, 0.92, "\n".join(lines), va="top", fontsize=11, family="sans-serif", parse_math=False)
+    fig.text(0.08, 0.08, DISCLAIMER, fontsize=9, wrap=True, color="darkred")
+    return fig
+
+
+def _slice_page(report: StudyReport, indices: list[int], cam_for: Callable[[int], np.ndarray | None]):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=A4)
+    for row, i in enumerate(indices):
+        s, r, d = report.slices[i], report.results[i], report.decisions[i]
+        image = s.display_image()
+        ax = fig.add_subplot(PER_PAGE, 2, 2 * row + 1)
+        ax.imshow(image, cmap="gray")
+        ax.set_title(f"slice {i + 1}: {s.label}", fontsize=8, parse_math=False)  # a file name may hold a $
+        ax.axis("off")
+        mark = report.marks.get(i)
+        if mark is not None:
+            lines = textwrap.wrap(mark_line(mark), 110)
+            lines += textwrap.wrap(f"note: {textwrap.shorten(mark.note, 200)}", 110) if mark.note else []
+            ax.text(0, -0.04, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7, parse_math=False)
+        ax = fig.add_subplot(PER_PAGE, 2, 2 * row + 2)
+        ax.imshow(image, cmap="gray")
+        cam = cam_for(i)
+        if cam is not None:
+            ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        ax.set_title(f"p = {r.probability:.3f} (threshold {report.point.threshold:.3f})"
+                     + (" - second look" if d.second_look else ""), fontsize=8)
+        ax.axis("off")
+    fig.text(0.08, 0.03, DISCLAIMER, fontsize=7, color="darkred")
+    return fig
+
+
+def _marks_page(marks: list[tuple[int, Mark]], first: bool):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=A4)
+    lines = ["Reader marks" + ("" if first else " (continued)"), ""]
+    for i, mark in marks:
+        note = f": {textwrap.shorten(mark.note, 60)}" if mark.note else ""
+        lines.append(f"slice {i + 1}  {mark.verdict or 'note only'} ({mark.byline}){note}")
+    fig.text(0.06, 0.95, "\n".join(lines), va="top", fontsize=8, family="sans-serif", parse_math=False)
+    fig.text(0.08, 0.03, DISCLAIMER, fontsize=7, color="darkred")
+    return fig

@@ -19,7 +19,7 @@ from ..core.review import ReviewStore
 from ..core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold
 from .menus import build_menus
 from .model_bar import ModelBar
-from .result_panel import ResultPanel
+from .result_panel import ResultPanel, reader_name
 from .slice_table import SliceList
 from .slice_views import SliceViews
 from .status_area import StatusArea
@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.slice_list.sliceChosen.connect(self.select_slice)
         self.result_panel.marked.connect(self.mark)
         self.result_panel.noteEdited.connect(self._save_note)
+        self.result_panel.cleared.connect(lambda: self.mark(None))
         self.bar.modelChanged.connect(self._model_changed)
         self.bar.thresholdChanged.connect(self._threshold_changed)
         self.bar.displayChanged.connect(self._show_current)
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
         self.bar.choose(self.settings.value("model", ""))
 
     def closeEvent(self, event):
+        self.result_panel.commit_note()
         self.cancel()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("tta", self.bar.tta.value())
@@ -267,8 +269,7 @@ class MainWindow(QMainWindow):
             return
         s.current = index
         self.slice_list.select(index)
-        mark = s.marks.get(index)
-        self.result_panel.note.setText(mark.note if mark else "")
+        self.result_panel.show_note(s, index)  # saves a note typed for the slice shown before
         self._show_current()
         self.strip.set_data(self.strip.count, self.strip.probabilities, self.strip.threshold, index)
 
@@ -276,21 +277,27 @@ class MainWindow(QMainWindow):
         if self.session is not None and (index := self.session.step_flagged(direction)) is not None:
             self.select_slice(index)
 
-    def mark(self, verdict: str) -> None:
+    def mark(self, verdict: str | None) -> None:
+        """Marks the current slice with the note as typed, the reader and the time; None clears its mark and note."""
         s = self.session
         if s is None or s.current < 0:
             return
+        self.result_panel.commit_note()
+        i, note = s.current, self.result_panel.note.text()
+        self._review(s, i, lambda: s.mark(i, verdict, note, reader_name(self.settings)))
+        self.result_panel.show_note(s, i)
+
+    def _save_note(self, session: Session, index: int, note: str) -> None:
+        self._review(session, index, lambda: session.note(index, note, reader_name(self.settings)))
+
+    def _review(self, session: Session, index: int, change) -> None:
         try:
-            s.mark(s.current, verdict, self.result_panel.note.text())
+            change()
         except OSError as exc:
             self._failed(f"The review mark could not be saved ({exc.strerror}); it is kept for this session only")
-        self._refresh_rows({s.current})
-        self._show_current()
-
-    def _save_note(self, note: str) -> None:
-        mark = self.session.marks.get(self.session.current) if self.session else None
-        if mark and mark.note != note:
-            self.mark(mark.verdict)
+        if session is self.session:
+            self._refresh_rows({index})
+            self._show_current()
 
     # --------------------------------------------------------------- display
     def _drag_window(self, d_centre: float, d_width: float) -> None:

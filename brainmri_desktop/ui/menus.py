@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QMainWindow
 
 from . import help_dialogs
 from .recent import RecentStudies
+from .result_panel import ask_reader_name
 
 
 def build_menus(window: QMainWindow) -> RecentStudies:
@@ -32,12 +33,15 @@ def build_menus(window: QMainWindow) -> RecentStudies:
     action(m, "Export report (PDF)...", w.export_report_dialog, "Ctrl+E")
     action(m, "Export table (CSV)...", w.export_csv_dialog, "Ctrl+Shift+E")
     m.addSeparator()
+    action(m, "Reader name...", lambda: ask_reader_name(w, w.settings), None, "readerName")
+    m.addSeparator()
     action(m, "Quit", w.close, QKeySequence.Quit)
     m = w.menuBar().addMenu("&Review")
     action(m, "Next flagged slice", lambda: w.step_flagged(1), "N", "nextFlagged")
     action(m, "Previous flagged slice", lambda: w.step_flagged(-1), "P", "previousFlagged")
     action(m, "Agree", lambda: w.mark("agree"), "A")
     action(m, "Disagree", lambda: w.mark("disagree"), "D")
+    action(m, "Clear mark and note", lambda: w.mark(None), "C", "clearMark")
     action(m, "Fit image", w.views.fit, "F")
     m = w.menuBar().addMenu("&Help")
     action(m, "Open demo study", w.open_demo, None, "openDemo")

@@ -1,19 +1,45 @@
-"""The right dock: what the model said about the current slice, how it was decided, the reader's mark and note."""
+"""The right dock: what the model said about the current slice, how it was decided, the reader's mark and note.
+
+The note is saved as typed: a short pause in typing, leaving the field, or moving to another slice or series saves it
+to the slice it was typed for (the panel remembers which), so no note is lost by moving on.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+from html import escape
+
+from PySide6.QtCore import QSettings, QTimer, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from ..core.manifest import Manifest
 from ..core.model_choice import gradcam_points_at_tumours, pointing_scores
+from ..core.review import Mark, system_reader
 from ..core.session import Session
 from ..core.wording import DISCLAIMER
 
 
+NOTE_PAUSE_MS = 800  # a pause in typing this long saves the note
+READER_KEY = "reader_name"
+
+
+def reader_name(settings: QSettings) -> str | None:
+    """The reader name set once in the window's settings; None: marks take the system user name."""
+    return str(settings.value(READER_KEY, "") or "").strip() or None
+
+
+def ask_reader_name(parent: QWidget, settings: QSettings) -> None:
+    system = system_reader() or "none known"
+    name, ok = QInputDialog.getText(parent, "Reader name", "Name recorded with your review marks\n"
+                                    f"(left empty: the system user name, {system}):", text=reader_name(settings) or "")
+    if ok:
+        settings.setValue(READER_KEY, name.strip())
+
+
 class ResultPanel(QWidget):
     marked = Signal(str)  # agree | disagree
-    noteEdited = Signal(str)
+    cleared = Signal()
+    noteEdited = Signal(object, int, str)  # the session and the slice the note was typed for, the note
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -23,20 +49,42 @@ class ResultPanel(QWidget):
         self.disagree = QPushButton("Disagree (D)")
         self.agree.clicked.connect(lambda: self.marked.emit("agree"))
         self.disagree.clicked.connect(lambda: self.marked.emit("disagree"))
+        self.clear = QPushButton("Clear (C)")
+        self.clear.setToolTip("Take back this slice's mark and note")
+        self.clear.clicked.connect(self.cleared.emit)
         self.note = QLineEdit()
-        self.note.setPlaceholderText("note for this slice (saved with the mark)")
-        self.note.editingFinished.connect(lambda: self.noteEdited.emit(self.note.text()))
+        self.note.setPlaceholderText("note for this slice (saved as you type)")
+        self._note_for: tuple[Session, int] | None = None
+        self._note_timer = QTimer(self, singleShot=True, interval=NOTE_PAUSE_MS, timeout=self.commit_note)
+        self.note.textEdited.connect(lambda _text: self._note_timer.start())
+        self.note.editingFinished.connect(self.commit_note)
         lay = QVBoxLayout(self)
         lay.addWidget(self.text)
         buttons = QHBoxLayout()
         buttons.addWidget(self.agree)
         buttons.addWidget(self.disagree)
+        buttons.addWidget(self.clear)
         lay.addLayout(buttons)
         lay.addWidget(self.note)
         disclaimer = QLabel(DISCLAIMER)
         disclaimer.setWordWrap(True)
         disclaimer.setStyleSheet("color: #e0a060;")
         lay.addWidget(disclaimer)
+
+    def show_note(self, session: Session, index: int) -> None:
+        """Shows this slice's note, after saving a note still pending for the slice shown before."""
+        self.commit_note()
+        mark = session.marks.get(index)
+        self.note.setText(mark.note if mark else "")
+        self._note_for = (session, index)
+
+    def commit_note(self) -> None:
+        """Saves the note typed so far, if it was typed since the last save."""
+        self._note_timer.stop()
+        if self.note.isModified():
+            self.note.setModified(False)
+            if self._note_for is not None:
+                self.noteEdited.emit(*self._note_for, self.note.text())
 
     def show_slice(self, session: Session, index: int, identity: bool, device: str, run_seconds: float) -> None:
         self.text.setHtml(result_html(session, index, identity, device, run_seconds))
@@ -76,9 +124,18 @@ def result_html(session: Session, i: int, identity: bool, device: str, run_secon
         f"<p>Decision: {decision}</p>",
         f"<p>Model: {m.name} (id {m.id}, version {m.version}); {device}; last run {run_seconds:.1f} s</p>",
         f"<p>{gradcam_note(m)}</p>",
-        f"<p>Reader: {mark.verdict if mark else 'not reviewed'}</p>",
+        f"<p>{mark_html(mark)}</p>",
     ]
     return "".join(rows)
+
+
+def mark_html(mark: Mark | None) -> str:
+    if mark is None:
+        return "Reader: not reviewed"
+    byline = escape(mark.byline)
+    if not mark.verdict:
+        return f"Reader: not reviewed; note {byline}"
+    return f"Reader: <b>{mark.verdict}</b> ({byline})"
 
 
 def gradcam_note(manifest: Manifest) -> str:

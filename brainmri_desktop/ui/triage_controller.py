@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from ..core.report import PDF_MAX_SLICES, StudyReport
+from ..core.report import StudyReport
 from ..core.session import Session
 from .workers import explain, export_pdf, load_study, settle_heap, triage
 
@@ -145,7 +145,7 @@ class TriageController(QObject):
     def export_pdf(self, report: StudyReport, path: Path) -> None:
         """Writes the PDF in a worker, computing the maps of the flagged slices it shows that are not cached yet."""
         session = self.session
-        worker = export_pdf(report, path, session, self.gradcam, report.flagged[:PDF_MAX_SLICES],
+        worker = export_pdf(report, path, session, self.gradcam, report.pdf_slices(),
                             _ignore_errors=True)
         worker.yielded.connect(lambda maps, run=self._run: self._cams(session, run, maps))
         worker.returned.connect(lambda _=None: self.exported.emit(str(path)))
