@@ -4,6 +4,7 @@ detector's fit, score, package round trip and tamper check."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,32 @@ def test_threshold_counts_blank_slices_against_each_source():
     # 2 % of 100 may be out; two blank slices use that share, so no score may lie above the threshold
     assert choose_threshold(scores, sources, np.isin(np.arange(100), [0, 1])) >= 99
     assert 97 <= choose_threshold(scores, sources, np.zeros(100, bool)) < 98
+
+
+def write_fitted_package(folder: Path) -> Path:
+    """A tiny CNN package whose scope fit (three layers, 2 x 2 cells) was fitted on synthetic heads, its threshold set
+    on other heads as `fit-scope` sets it: heads are in scope, stripe patterns far outside."""
+    from brainmri_desktop.core.manifest import Manifest, OperatingPoint
+    from brainmri_desktop.core.packages import write_package
+    from trainer.scope_fit import choose_threshold, fit_detector, write_scope
+
+    model = _tiny_model()
+    layers = ("block1_relu", "block2_relu", "block3_relu")
+    write_package(folder, Manifest(
+        id="fitted", name="Fitted", architecture="cnn", preprocessing=PreprocessSpec(input_size=32),
+        gradcam_layer="block3_relu", temperature=1.0, threshold=OperatingPoint(0.5, "youden_j", "synthetic", 0.9, 0.8),
+        files={}), model)
+    net = scoring_model(model, layers)
+    _l, train = run_scoring(net, _heads(60, 1), "unit", grid=2)
+    detector = fit_detector(train, layers, grid=2, n_components=8)
+    _l, val = run_scoring(net, _heads(40, 2), "unit", grid=2)
+    threshold = choose_threshold(detector.score(val), np.array(["a"] * 40), np.zeros(40, bool), max_out=0.05)
+    detector = replace(detector, threshold=threshold)
+    metrics = {"layers": list(layers), "grid": 2, "train_images": 60, "components": 8, "threshold": threshold,
+               "max_out": 0.05, "validation": {"a": {"n": 40, "in_scope": 0.95}}}
+    trained = {"orientations": ["axial"], "sequences": {"a": "synthetic"}, "input_kinds": ["PNG"], "not_seen": []}
+    write_scope(folder, detector, metrics, trained, "")
+    return folder
 
 
 @pytest.fixture()

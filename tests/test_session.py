@@ -17,8 +17,8 @@ from brainmri_desktop.core.model_choice import find_model
 from brainmri_desktop.core.packages import discover
 from brainmri_desktop.core.preprocess import preprocess_slice
 from brainmri_desktop.core.review import ReviewStore
-from brainmri_desktop.core.session import (INPUT_VIEW, NO_HEAD, SLICE_VIEW, Session, Study, Threshold, decide,
-                                           no_head_verdict, triage_chunks)
+from brainmri_desktop.core.scope import rule_check
+from brainmri_desktop.core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold, decide, triage_chunks
 
 from .synthetic import head_image
 
@@ -76,11 +76,11 @@ def test_decide_is_the_one_rule_and_out_of_scope_slices_are_not_flagged_unless_a
 def test_a_blank_slice_gets_the_no_head_verdict_keeps_its_probability_and_is_not_flagged(tiny):
     session = Session(_slices(3, blank=(1,)))
     session.run(tiny, TTAConfig(count=1))
-    assert session.verdicts == {0: None, 1: NO_HEAD, 2: None}
+    assert session.verdicts[0] is None and session.verdicts[2] is None and "no head" in session.verdicts[1]
     assert 0 <= session.results[1].probability <= 1
     session.manifest = replace(tiny.manifest, threshold=replace(tiny.manifest.threshold, threshold=1e-6))
     assert session.flagged() == [0, 2]
-    assert session.decision(1).out_of_scope == NO_HEAD
+    assert session.decision(1).out_of_scope == session.verdicts[1]
     session.include_out_of_scope = True
     assert session.flagged() == [0, 1, 2]
 
@@ -99,13 +99,14 @@ def test_the_threshold_choice_decides_and_nothing_else_does(tiny, model_dir):
     assert Threshold.DEFAULT.point(tiny.manifest).method_in_words == "Youden's J"
 
 
-def test_a_custom_scope_check_plugs_in_beside_the_no_head_check(tiny):
+def test_a_custom_scope_check_plugs_in_beside_the_rule_check(tiny):
     def odd_is_a_localiser(item, prepared):
         return "a localiser" if item.path.stem.endswith(("1", "3")) else None
 
-    session = Session(_slices(4, blank=(2,)), scope=(no_head_verdict, odd_is_a_localiser))
+    session = Session(_slices(4, blank=(2,)), scope=(rule_check, odd_is_a_localiser))
     session.run(tiny, TTAConfig(count=1))
-    assert session.verdicts == {0: None, 1: "a localiser", 2: NO_HEAD, 3: "a localiser"}
+    assert session.verdicts == {0: None, 1: "a localiser", 2: rule_check(None, session.inputs[2]), 3: "a localiser"}
+    assert "no head" in session.verdicts[2]
 
 
 def test_step_flagged_wraps_and_a_new_model_keeps_the_marks(tiny, tmp_path):
@@ -161,3 +162,40 @@ def test_the_session_imports_no_qt():
     code = ("import sys, brainmri_desktop.core.session, brainmri_desktop.core.report; "
             "sys.exit(any(m.startswith(('PySide6', 'PyQt', 'superqt')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def _noise(n: int) -> list[Slice]:
+    rng = np.random.default_rng(0)
+    return [Slice(Path(f"/nowhere/noise{k}.png"), rng.integers(0, 256, (48, 48)).astype(np.uint8)) for k in range(n)]
+
+
+def test_the_models_own_score_puts_unlike_images_out_of_scope_from_the_identity_pass(tmp_path):
+    """A package with a scope fit: every result carries the distance from the same forward pass as its logit (the
+    logits equal a plain logit model's), heads stay in, noise images are out with the model's reason and never flagged."""
+    from brainmri_desktop.core.ood import run_scoring, scoring_model
+
+    from .test_scope import write_fitted_package
+
+    entry = discover([write_fitted_package(tmp_path / "fitted")])[0]
+    model = LoadedModel.load(entry)
+    assert model.ood is not None
+    heads = [Slice(Path(f"/nowhere/h{i}.png"), head_image(48, 48, seed=100 + i)) for i in range(8)]
+    session = Session(heads + _noise(8))
+    session.run(model, TTAConfig(count=1))
+    scores = np.array([session.results[i].ood_score for i in range(16)])
+    images = np.stack([session.inputs[i].image for i in range(16)])
+    logits, feats = run_scoring(scoring_model(model.keras_model, model.ood), images, "unit", model.ood.grid)
+    np.testing.assert_allclose(scores, model.ood.score(feats), rtol=1e-4)
+    np.testing.assert_allclose(model.logits(images), logits, rtol=1e-4, atol=1e-5)
+    plain = LoadedModel(entry, entry.manifest, model.keras_model)  # the same network without its scope fit
+    without = predict(plain, [session.inputs[i] for i in range(16)], TTAConfig(count=1))
+    np.testing.assert_allclose([r.probability for r in without], [session.results[i].probability for i in range(16)],
+                               rtol=1e-5)
+    assert all(r.ood_score is None for r in without)
+    out = [i for i, v in session.verdicts.items() if v]
+    assert sum(i < 8 for i in out) <= 1 and sum(i >= 8 for i in out) >= 7
+    assert all("unlike the images this model was trained on" in session.verdicts[i] for i in out)
+    session.manifest = replace(model.manifest, threshold=replace(model.manifest.threshold, threshold=1e-6))
+    assert set(session.flagged()) == set(range(16)) - set(out)
+    session.include_out_of_scope = True
+    assert session.flagged() == list(range(16))

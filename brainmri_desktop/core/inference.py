@@ -17,6 +17,7 @@ from .augment import MAX_TTA, TTA_ORDER, apply_tta
 from .errors import CancelledError, ModelPackageError
 from .manifest import Manifest, OperatingPoint
 from .model_choice import find_model  # noqa: F401 - its old home; tests/test_trainer_e2e.py imports it from here
+from .ood import OODDetector, load_ood, run_scoring, scoring_model
 from .packages import ModelEntry, load_keras_model
 from .preprocess import Preprocessed, has_head, to_model_input
 
@@ -56,6 +57,7 @@ class SliceResult:
     p_high: float
     augmentations: int
     head_fraction: float
+    ood_score: float | None = None  # the scope guard's distance (core/ood.py) of the identity view; None: no fit
 
     @property
     def no_head(self) -> bool:
@@ -67,13 +69,16 @@ class LoadedModel:
     entry: ModelEntry
     manifest: Manifest
     keras_model: object = field(repr=False)
+    ood: OODDetector | None = field(default=None, repr=False)  # the package's scope fit, when it has one
     _logit_fn: object = field(default=None, repr=False)
+    _scoring: object = field(default=None, repr=False)
 
     @classmethod
     def load(cls, entry: ModelEntry) -> "LoadedModel":
         if entry.manifest is None:
             raise entry.error or ModelPackageError(entry.path, "not a usable package")
-        return cls(entry, entry.manifest, load_keras_model(entry.path, entry.manifest))
+        manifest = entry.manifest
+        return cls(entry, manifest, load_keras_model(entry.path, manifest), load_ood(entry.path, manifest))
 
     @property
     def id(self) -> str:
@@ -84,6 +89,17 @@ class LoadedModel:
         if self._logit_fn is None:
             self._logit_fn = logit_function(self.keras_model)
         return run_logits(self._logit_fn, images, self.manifest.preprocessing.model_normalisation, batch_size)
+
+    def scored_logits(self, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw logits and, when the package has a scope fit, each image's out-of-distribution score, from one
+        forward pass (the fit's layer maps are outputs of the same model); (logits, None) without a fit."""
+        if self.ood is None:
+            return self.logits(images, batch_size), None
+        if self._scoring is None:
+            self._scoring = scoring_model(self.keras_model, self.ood)
+        raw, feats = run_scoring(self._scoring, images, self.manifest.preprocessing.model_normalisation,
+                                 self.ood.grid, batch_size)
+        return raw, self.ood.score(feats)
 
 
 def logit_function(keras_model):
@@ -106,7 +122,7 @@ Cancel = Callable[[], bool]
 OnResult = Callable[[SliceResult], None]
 
 
-def _result(index: int, raw: np.ndarray, manifest: Manifest, head: float) -> SliceResult:
+def _result(index: int, raw: np.ndarray, manifest: Manifest, head: float, ood_score: float | None) -> SliceResult:
     calibrated = manifest.calibrated_logit(np.asarray(raw, dtype=np.float64))
     per_view = sigmoid(calibrated)
     return SliceResult(
@@ -117,6 +133,7 @@ def _result(index: int, raw: np.ndarray, manifest: Manifest, head: float) -> Sli
         p_high=float(per_view.max()),
         augmentations=len(raw),
         head_fraction=head,
+        ood_score=ood_score,
     )
 
 
@@ -138,6 +155,7 @@ def predict(
     threshold = point.threshold
     n = len(inputs)
     views: list[list[float]] = [[] for _ in range(n)]
+    scores: list[float | None] = [None] * n
     heads = [p.head_fraction for p in inputs]
     stack = np.stack([p.image for p in inputs]) if n else np.zeros((0, 1, 1), np.float32)
 
@@ -155,16 +173,17 @@ def predict(
 
     def finish(i: int) -> None:
         nonlocal done
-        results[i] = _result(i, np.array(views[i]), manifest, heads[i])
+        results[i] = _result(i, np.array(views[i]), manifest, heads[i], scores[i])
         done += 1
         if on_result:
             on_result(results[i])
 
     for start in range(0, n, batch_size):
         check()
-        raw = model.logits(stack[start : start + batch_size], batch_size)
+        raw, distances = model.scored_logits(stack[start : start + batch_size], batch_size)
         for i, value in enumerate(raw, start):
             views[i].append(float(value))
+            scores[i] = None if distances is None else float(distances[i - start])
             if not needs_more(i):
                 finish(i)
         if progress:

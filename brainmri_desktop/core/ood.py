@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import pad_batch
 from .errors import ModelPackageError
 from .preprocess import to_model_input
 
@@ -134,7 +135,7 @@ def scoring_model(keras_model, layers: tuple[str, ...] | OODDetector):
         maps = [keras_model.get_layer(n).output for n in names]
     except ValueError as exc:
         raise ModelPackageError(None, f"the out-of-distribution fit names a layer the model lacks ({exc})") from None
-    return keras.Model(keras_model.inputs, [keras_model.get_layer("logit").output, *maps])
+    return keras.Model(keras_model.input, [keras_model.get_layer("logit").output, *maps])
 
 
 def grid_means(maps: np.ndarray, grid: int) -> np.ndarray:
@@ -151,10 +152,12 @@ def grid_means(maps: np.ndarray, grid: int) -> np.ndarray:
 
 def run_scoring(net, images: np.ndarray, normalisation: str, grid: int = 1,
                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Raw logits (N,) and features (N, d) for preprocessed [0, 1] images (N, S, S)."""
+    """Raw logits (N,) and features (N, d) for preprocessed [0, 1] images (N, S, S). Batches are padded as
+    `backend.pad_batch` pads them, so that XLA compiles a handful of batch sizes, not one per size."""
     logits, feats = [], []
     for start in range(0, len(images), batch_size):
-        out = net.predict_on_batch(to_model_input(images[start : start + batch_size], normalisation))
+        x = to_model_input(images[start : start + batch_size], normalisation)
+        out = [np.asarray(o)[: len(x)] for o in net.predict_on_batch(pad_batch(x, net.jit_compile))]
         logits.append(np.asarray(out[0], np.float32).reshape(-1))
         feats.append(np.concatenate([grid_means(m, grid) for m in out[1:]], axis=1))
     if not logits:

@@ -10,21 +10,20 @@ Three sources of evidence, strongest first:
 2. the image itself: a blank or near-empty slice has no head to read (`Preprocessed.head_fraction`);
 3. the model's own features: an out-of-distribution score (core/ood.py) above the threshold fitted at export.
 
-Contract for the session (one call per slice, after the forward pass):
-
-    ood = load_ood(entry.path, manifest)                # core/ood.py; None when the package has no fit
-    net = scoring_model(keras_model, ood)               # logits and pooled features in ONE forward pass
-    logits, feats = run_scoring(net, images, normalisation)
-    verdict = assess(slice_, preprocessed, ood.score(feats)[i] if ood else None, ood)
-
-`verdict.out_of_scope` gates `flagged` unless the reader asks for out-of-scope slices; `verdict.reason` is the text
-for the CSV column `out_of_scope` and the window.
+How the session uses it: `LoadedModel.load` reads the package's fit (`load_ood`); the identity pass of `predict`
+returns each slice's score with its logit from one forward pass (`SliceResult.ood_score`); `triage_chunks` asks
+`rule_check` (headers, then the image) and then `model_reason` (the score against the fit), and keeps the first
+reason as the slice's verdict. A verdict gates `flagged` unless the reader asks for out-of-scope slices; its text is
+the CSV column `out_of_scope` and what the window shows. `series_verdict` sums a series' slice verdicts up for the
+study browser. `assess` gives the full verdict (IN, OUT or UNDECIDED, with the evidence) for one slice.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .io.slices import Acquisition, SeriesInfo, Slice
@@ -60,7 +59,8 @@ _DESCRIPTION_WORDS = (
 @dataclass(frozen=True)
 class ScopeVerdict:
     """Whether a slice lies inside the model's intended use. `reason` says why, in words a reader understands;
-    `evidence` names what decided: "headers", "image", "model" or "" (nothing could tell)."""
+    `evidence` names what decided: "headers", "image", "model", "series" (a summary of its slices' verdicts) or ""
+    (nothing could tell)."""
 
     status: str  # IN, OUT or UNDECIDED
     reason: str = ""
@@ -179,6 +179,15 @@ def image_verdict(preprocessed: Preprocessed) -> ScopeVerdict | None:
     return None
 
 
+def model_reason(ood_score: float | None, ood) -> str | None:
+    """Why the model's own features put a slice out of scope (its out-of-distribution score over the fitted
+    threshold of `ood`), or None: in range, or no score or no fit to judge by."""
+    if ood is None or ood_score is None or not ood_score > ood.threshold:
+        return None
+    return (f"unlike the images this model was trained on (its feature distance {ood_score:.1f} exceeds "
+            f"{ood.threshold:.1f})")
+
+
 def assess(slice_: Slice, preprocessed: Preprocessed, ood_score: float | None, ood=None) -> ScopeVerdict:
     """The slice's verdict: headers first, then the image, then the model's out-of-distribution score against the
     fitted threshold of `ood` (core/ood.py OODDetector; None when the package has no fit). IN needs a positive word
@@ -190,9 +199,9 @@ def assess(slice_: Slice, preprocessed: Preprocessed, ood_score: float | None, o
     if blank is not None:
         return ScopeVerdict(OUT, blank.reason, "image", ood_score)
     if ood is not None and ood_score is not None:
-        if ood_score > ood.threshold:
-            return ScopeVerdict(OUT, f"unlike the images this model was trained on (its feature distance "
-                                     f"{ood_score:.1f} exceeds {ood.threshold:.1f})", "model", ood_score)
+        unlike = model_reason(ood_score, ood)
+        if unlike:
+            return ScopeVerdict(OUT, unlike, "model", ood_score)
         return ScopeVerdict(IN, headers.reason or "like the images this model was trained on", "model", ood_score)
     return ScopeVerdict(headers.status, headers.reason, headers.evidence, ood_score)
 
@@ -202,3 +211,20 @@ def rule_check(item, preprocessed: Preprocessed) -> str | None:
     slice is out of scope, or None. The model's score needs the forward pass's features: see `assess`."""
     verdict = assess(item, preprocessed, None, None) if isinstance(item, Slice) else image_verdict(preprocessed)
     return verdict.reason if verdict is not None and verdict.out_of_scope else None
+
+
+def series_verdict(verdicts: Iterable[str | None], most: float = 0.5) -> ScopeVerdict | None:
+    """One verdict for a series from its slices' verdicts (a reason, or None for a slice in scope; the session's
+    `verdicts`): OUT when at least `most` of its slices are out, named by their commonest kind of reason, e.g. "a
+    sagittal slice (170 of 170 slices)"; else IN, saying how many slices are out. None before any slice is judged.
+    Kinds are the reasons without their parenthesised detail, which varies slice by slice (degrees, distances)."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        return None
+    kinds = Counter(reason.split(" (")[0] for reason in verdicts if reason)
+    out, n = sum(kinds.values()), len(verdicts)
+    if out and out >= most * n:
+        kind, count = kinds.most_common(1)[0]
+        others = f"; {out - count} for other reasons" if count < out else ""
+        return ScopeVerdict(OUT, f"{kind} ({count} of {n} slices{others})", "series")
+    return ScopeVerdict(IN, f"{out} of {n} slices out of scope" if out else f"all {n} slices in scope", "series")

@@ -13,9 +13,11 @@ Decisions
     session's `OperatingPoint` choice (`Threshold.DEFAULT`: the manifest's Youden's J point, or
     `Threshold.HIGH_SENSITIVITY`) and the slice's scope verdict. A verdict is a reason string (or None when the slice
     is in scope); a slice with a verdict keeps its probability but is neither flagged nor sent for a second look
-    unless `include_out_of_scope` is set. The first verdict is `no_head_verdict`; further checks (sequence, orientation,
-    out-of-distribution) are functions of the same shape, `(item, Preprocessed) -> str | None`, given to
-    `triage_chunks(scope=...)` or to `Session(scope=...)`.
+    unless `include_out_of_scope` is set. The checks are functions `(item, Preprocessed) -> str | None`, given to
+    `triage_chunks(scope=...)` or to `Session(scope=...)`; the default is core.scope's `rule_check` (DICOM headers,
+    then a blank or near-empty image). After them, when the package has a scope fit, the model's own
+    out-of-distribution score, computed in the same forward pass as the identity logit (`SliceResult.ood_score`),
+    is judged against the fit's threshold (core.scope `model_reason`). The first reason found is the verdict.
 
 Grad-CAM
     Maps are cached per (slice, view): `SLICE_VIEW` on the slice's own grid, `INPUT_VIEW` on the model input ("what
@@ -38,20 +40,14 @@ from .errors import BrainMRIError
 from .inference import LoadedModel, SliceResult, TTAConfig, predict
 from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
-from .preprocess import Preprocessed, has_head, preprocess_slice
+from .preprocess import Preprocessed, preprocess_slice
 from .review import Mark, Reviews
+from .scope import model_reason, rule_check
 
 ScopeCheck = Callable[[object, Preprocessed], "str | None"]
 SLICE_VIEW, INPUT_VIEW = "slice", "input"
-NO_HEAD = "no head found in this slice"
 
-
-def no_head_verdict(_item, prepared: Preprocessed) -> str | None:
-    """A blank slice, or one with no head in it, is outside what any model here was trained on."""
-    return None if has_head(prepared.head_fraction) else NO_HEAD
-
-
-DEFAULT_SCOPE: tuple[ScopeCheck, ...] = (no_head_verdict,)
+DEFAULT_SCOPE: tuple[ScopeCheck, ...] = (rule_check,)
 
 
 class Threshold(enum.Enum):
@@ -102,9 +98,10 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
                   prepare: Callable[[object], Preprocessed] | None = None,
                   scope: Sequence[ScopeCheck] = DEFAULT_SCOPE,
                   explain: Callable[[int, object], bool] | None = None, gradcam=None) -> Iterator[TriageChunk]:
-    """Load, preprocess, predict, judge scope and (for the items `explain(index, item)` accepts) compute Grad-CAM,
-    chunk by chunk. `prepare` turns an item into model input (default: `preprocess_slice` of a Slice); a
-    BrainMRIError it raises lands in the chunk's `errors`. `point` only steers adaptive TTA."""
+    """Load, preprocess, predict, judge scope (`scope`'s checks, then the model's out-of-distribution score) and
+    (for the items `explain(index, item)` accepts) compute Grad-CAM, chunk by chunk. `prepare` turns an item into
+    model input (default: `preprocess_slice` of a Slice); a BrainMRIError it raises lands in the chunk's `errors`.
+    `point` only steers adaptive TTA."""
     spec = model.manifest.preprocessing
     prepare = prepare or (lambda s: preprocess_slice(s, spec))
     if explain is not None and gradcam is None:
@@ -122,7 +119,8 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
         for k, r in enumerate(predict(model, [out.inputs[i] for i in order], tta, point)):
             i = order[k]
             out.results[i] = replace(r, index=i)
-            out.verdicts[i] = next((v for check in scope if (v := check(items[i], out.inputs[i])) is not None), None)
+            out.verdicts[i] = next((v for check in scope if (v := check(items[i], out.inputs[i])) is not None),
+                                   None) or model_reason(r.ood_score, model.ood)
         wanted = [i for i in order if explain is not None and explain(i, items[i])]
         out.cams = dict(zip(wanted, gradcam.slice_maps([out.inputs[i] for i in wanted]))) if wanted else {}
         yield out
@@ -261,3 +259,17 @@ class Study:
     def activate(self, key: str) -> Session:
         self.active = key
         return self.sessions[key]
+
+    def key_of(self, session: Session) -> str | None:
+        return next((key for key, s in self.sessions.items() if s is session), None)
+
+    @staticmethod
+    def needs_triage(session: Session, model_id: str, running: Session | None = None) -> bool:
+        """Not triaged by this model yet, or stopped before the end, and not the series being triaged now."""
+        if session is running:
+            return False
+        return session.manifest is None or session.manifest.id != model_id or not session.complete
+
+    def next_to_triage(self, model_id: str, running: Session | None = None) -> Session | None:
+        """The first series, in the order opened, that `needs_triage`."""
+        return next((s for s in self.sessions.values() if self.needs_triage(s, model_id, running)), None)
