@@ -1,7 +1,9 @@
 """`brainmri`: list models and triage images from the command line.
 
 The CSV written by `predict` is a contract other tools read: one row per slice with at least
-path, frame, model_id, probability, threshold, flagged, tta_std, cam_path, and error for inputs that failed.
+path, frame, model_id, probability, threshold, flagged, tta_std, cam_path, error for inputs that failed, and
+out_of_scope: empty when the slice is in the model's scope, else the reason (such a slice keeps its probability but
+is flagged only with --include-out-of-scope).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .pacs import cli as pacs_cli
 
 CSV_COLUMNS = [
     "path", "frame", "model_id", "probability", "threshold", "flagged", "second_look",
-    "tta_std", "augmentations", "cam_path", "error",
+    "tta_std", "augmentations", "cam_path", "error", "out_of_scope",
 ]
 
 
@@ -104,6 +106,7 @@ def _csv_text(session, cam_paths: dict[int, str], errors) -> str:
             "probability": f"{r.probability:.6f}", "threshold": f"{threshold:.6f}",
             "flagged": int(d.flagged), "second_look": int(d.second_look), "tta_std": f"{r.tta_std:.6f}",
             "augmentations": r.augmentations, "cam_path": cam_paths.get(i, ""), "error": "",
+            "out_of_scope": d.out_of_scope or "",
         })
     for err in errors:
         writer.writerow({"path": err.path, "frame": 0, "model_id": model_id, "error": err.reason})
@@ -111,6 +114,15 @@ def _csv_text(session, cam_paths: dict[int, str], errors) -> str:
         writer.writerow({"path": str(session.slices[i].path), "frame": session.slices[i].frame, "model_id": model_id,
                          "error": reason})
     return out.getvalue()
+
+
+def _scope_summary(session) -> str:
+    outside = sum(v is not None for v in session.verdicts.values())
+    if not outside:
+        return ""
+    if session.include_out_of_scope:
+        return f"{outside} outside what the model was trained on (flagged by probability, as asked); "
+    return f"{outside} outside what the model was trained on, not flagged (--include-out-of-scope flags them); "
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -125,6 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
     session = Session(report.slices)
     session.threshold = Threshold.HIGH_SENSITIVITY if args.high_sensitivity else Threshold.DEFAULT
+    session.include_out_of_scope = args.include_out_of_scope
     session.start(model.manifest)
     tta = TTAConfig(count=args.tta or model.manifest.default_tta, adaptive=not args.full_tta)
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
@@ -145,16 +158,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.send_results:
-        done = sorted(session.results)
-        decisions = session.decisions()
-        print(pacs_cli.send_for_predict(
-            args, [(session.slices[i].path, session.slices[i].frame) for i in done],
-            [session.results[i].probability for i in done], [decisions[i].flagged for i in done],
-            session.point.threshold, session.threshold.label, session.manifest,
-            [decisions[i].out_of_scope for i in done]), file=sys.stderr)
+        print(pacs_cli.send_for_predict(args, session), file=sys.stderr)
     print(f"{len(session.results)} slices, {len(session.flagged())} flagged by {model.id} "
-          f"({runtime.device_description()}); {len(report.errors) + len(session.errors)} inputs unreadable. "
-          f"{DISCLAIMER}", file=sys.stderr)
+          f"({runtime.device_description()}); {_scope_summary(session)}"
+          f"{len(report.errors) + len(session.errors)} inputs unreadable. {DISCLAIMER}", file=sys.stderr)
     return 0 if session.results else 1
 
 
@@ -173,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=tta_count, help=f"test-time augmentations, 1-{MAX_TTA} (default: the model's)")
     p.add_argument("--full-tta", action="store_true", help="augment every slice, not only those near the threshold")
     p.add_argument("--high-sensitivity", action="store_true", help="use the model's high-sensitivity operating point")
+    p.add_argument("--include-out-of-scope", action="store_true",
+                   help="flag slices outside what the model was trained on by their probability too (by default "
+                        "they keep their probability, are named in the out_of_scope column and are not flagged)")
     p.add_argument("--cam-dir", type=Path, help="save each slice's Grad-CAM map here as float32 .npy")
     p.add_argument("--out", type=Path, help="CSV file (default: standard output)")
     pacs_cli.add_predict_arguments(p)

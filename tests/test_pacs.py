@@ -455,10 +455,7 @@ def test_end_to_end_retrieve_triage_and_send_the_report(orthanc, study, model_di
     done = sorted(session.results)
     decisions = session.decisions()
     assert len(done) == SLICES
-    message = send_for_predict(
-        args, [(session.slices[i].path, session.slices[i].frame) for i in done],
-        [session.results[i].probability for i in done], [decisions[i].flagged for i in done],
-        session.point.threshold, session.threshold.label, session.manifest, [decisions[i].out_of_scope for i in done])
+    message = send_for_predict(args, session)
     results = [session.results[i] for i in done]
     assert f"{SLICES} slices" in message and study in message
     client = client_for(orthanc.dicomweb)

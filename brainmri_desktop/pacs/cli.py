@@ -9,15 +9,9 @@ Contract for brainmri_desktop/cli.py (the wiring is these lines and nothing more
     # in cmd_predict, before loading (args.inputs may then be empty):
     if args.server:
         paths = pacs_cli.retrieve_for_predict(args)           # list[Path] in the cache, for load_paths
-    # after session.run(model), over the slices that have a result:
-    if args.server and args.send_results:
-        done = sorted(session.results)
-        decisions = session.decisions()
-        print(pacs_cli.send_for_predict(
-            args, [(session.slices[i].path, session.slices[i].frame) for i in done],
-            [session.results[i].probability for i in done], [decisions[i].flagged for i in done],
-            session.point.threshold, session.threshold.label, session.manifest,
-            [decisions[i].out_of_scope for i in done]), file=sys.stderr)
+    # after the session's triage, the slices with a result and the session's decisions go into the report:
+    if args.send_results:
+        print(pacs_cli.send_for_predict(args, session), file=sys.stderr)
 
 --server takes a DICOMweb root (http[s]://...) or a DIMSE peer (dicom://AE_TITLE@host:port: C-FIND, C-GET, C-STORE).
 The commands and both helpers raise BrainMRIError subclasses only (PacsError for the server, CancelledError,
@@ -36,16 +30,20 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from ..core.errors import BrainMRIError
-from ..core.manifest import Manifest
 from .cache import StudyCache
 from .client import PacsClient, Server
 from .dimse import DimseClient, DimseSettings, is_dimse_url
-from .findings import ModelInfo, SliceFinding, TriageFindings
+from .findings import session_findings
 from .query import StudyQuery, find_studies
 from .retrieve import retrieve_study
-from .send import send_results
+from .send import send_results, sent_message
 from .settings import DEFAULT_TIMEOUT_S, ENV_PASSWORD, ENV_TOKEN, ServerSettings
+
+if TYPE_CHECKING:
+    from ..core.session import Session
 
 
 def _server_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -107,19 +105,12 @@ def retrieve_for_predict(args: argparse.Namespace, progress: Callable[[int, int]
     return result.paths
 
 
-def send_for_predict(args: argparse.Namespace, sources: Sequence[tuple[Path, int]], probabilities: Sequence[float],
-                     flags: Sequence[bool], threshold: float, operating_point: str, manifest: Manifest,
-                     out_of_scope: Sequence[str | None] | None = None) -> str:
-    """Stores the report in the study; the line to show. `sources` are the triaged slices' (file, frame), `flags`
-    and `out_of_scope` the session's decisions and scope verdicts for them."""
-    verdicts = out_of_scope if out_of_scope is not None else [None] * len(sources)
-    findings = TriageFindings(ModelInfo.from_manifest(manifest), threshold, operating_point, tuple(
-        SliceFinding(Path(path), frame, probability, flagged, verdict) for (path, frame), probability, flagged, verdict
-        in zip(sources, probabilities, flags, verdicts, strict=True)))
+def send_for_predict(args: argparse.Namespace, session: "Session") -> str:
+    """Stores the report of the triaged session (its slices retrieved from the study) in the study; the line to
+    show."""
+    findings = session_findings(session)
     client = client_from_args(args)
-    sent = send_results(client, findings)
-    return (f"stored a structured report of {len(findings.slices)} slices ({len(findings.flagged)} flagged) "
-            f"in study {sent.study_uid} on {client.settings.public_url} (series {sent.sr_series_uid})")
+    return sent_message(findings, send_results(client, findings), client.settings.public_url)
 
 
 def cmd_find(args: argparse.Namespace) -> int:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.manifest import Manifest
+
+if TYPE_CHECKING:
+    from ..core.session import Session
 
 
 @dataclass(frozen=True)
@@ -40,3 +44,14 @@ class TriageFindings:
     @property
     def flagged(self) -> list[SliceFinding]:
         return [s for s in self.slices if s.flagged]
+
+
+def session_findings(session: "Session") -> TriageFindings:
+    """What a triaged series says, slice by slice in order: the slices with a result, with the session's decisions
+    (flag and scope verdict) at its operating point."""
+    done = sorted(session.results)
+    decisions = session.decisions()
+    return TriageFindings(ModelInfo.from_manifest(session.manifest), session.point.threshold, session.threshold.label,
+                          tuple(SliceFinding(session.slices[i].path, session.slices[i].frame,
+                                             session.results[i].probability, decisions[i].flagged,
+                                             decisions[i].out_of_scope) for i in done))

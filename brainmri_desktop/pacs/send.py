@@ -47,3 +47,10 @@ def send_results(client: Server, findings: TriageFindings,
         study_uid=str(sr.StudyInstanceUID), sr_series_uid=str(sr.SeriesInstanceUID),
         sr_instance_uid=str(sr.SOPInstanceUID),
         overlay_series_uid=str(captures[0].SeriesInstanceUID) if captures else "", overlay_count=len(captures))
+
+
+def sent_message(findings: TriageFindings, sent: SentResults, where: str) -> str:
+    """The one line that tells the reader what was stored where (UIDs and counts only: nothing of the patient)."""
+    overlays = f" and {sent.overlay_count} Grad-CAM overlay images" if sent.overlay_count else ""
+    return (f"stored a structured report of {len(findings.slices)} slices ({len(findings.flagged)} flagged){overlays} "
+            f"in study {sent.study_uid} on {where} (series {sent.sr_series_uid})")
