@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from pathlib import Path
 
 import cv2
 
@@ -141,3 +142,49 @@ def test_high_sensitivity_decides_the_flags_of_the_csv(model_dir, tmp_path):
     for high, threshold in ((False, 0.5), (True, 0.2)):
         assert all(float(r["threshold"]) == threshold for r in rows[high])
         assert [r["flagged"] for r in rows[high]] == [str(int(float(r["probability"]) >= threshold)) for r in rows[high]]
+
+
+def _flag_everything(model_dir, tmp_path):
+    """A copy of tiny-cnn whose threshold flags every slice it may flag: what is left unflagged was gated."""
+    import json
+
+    shutil.copytree(model_dir / "tiny-cnn", tmp_path / "m" / "tiny-cnn")
+    manifest = tmp_path / "m" / "tiny-cnn" / "manifest.json"
+    d = json.loads(manifest.read_text())
+    d["threshold"]["threshold"] = 1e-6
+    manifest.write_text(json.dumps(d))
+    return tmp_path / "m"
+
+
+def test_a_sagittal_series_is_out_of_scope_and_flagged_only_when_asked(model_dir, tmp_path, capsys):
+    models = _flag_everything(model_dir, tmp_path)
+    write_dicom_series(tmp_path / "sag", n=4, extra={"ImageOrientationPatient": [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]})
+    write_dicom_series(tmp_path / "ax", n=3)
+    rows = {}
+    for flag in ([], ["--include-out-of-scope"]):
+        out = tmp_path / f"out{len(flag)}.csv"
+        assert brainmri(["predict", "--models-dir", str(models), "--model", "tiny-cnn", "--tta", "1", *flag,
+                         "--out", str(out), str(tmp_path / "sag"), str(tmp_path / "ax")]) == 0
+        rows[bool(flag)] = list(csv.DictReader(open(out)))
+        assert "4 outside what the model was trained on" in capsys.readouterr().err
+    for included in (False, True):
+        sagittal = [r for r in rows[included] if Path(r["path"]).parent.name == "sag"]
+        axial = [r for r in rows[included] if Path(r["path"]).parent.name == "ax"]
+        assert len(sagittal) == 4 and len(axial) == 3
+        assert all("sagittal" in r["out_of_scope"] and 0 <= float(r["probability"]) <= 1 for r in sagittal)
+        assert all(r["out_of_scope"] == "" and r["flagged"] == "1" for r in axial)
+        assert [r["flagged"] for r in sagittal] == (
+            [str(int(float(r["probability"]) >= float(r["threshold"]))) for r in sagittal] if included else ["0"] * 4)
+    assert [r["probability"] for r in rows[False]] == [r["probability"] for r in rows[True]]
+    assert list(rows[False][0])[-1] == "out_of_scope"  # the new column comes last: the others keep their places
+
+
+def test_a_blank_png_is_out_of_scope_with_its_reason(model_dir, tmp_path):
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "blank.png"), np.zeros((64, 64), np.uint8))
+    out = tmp_path / "out.csv"
+    assert brainmri(["predict", "--models-dir", str(_flag_everything(model_dir, tmp_path)), "--model", "tiny-cnn",
+                     "--out", str(out), str(tmp_path / "blank.png")]) == 0
+    [row] = list(csv.DictReader(open(out)))
+    assert "no head" in row["out_of_scope"] and row["flagged"] == "0" and row["probability"] != ""
