@@ -10,19 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QListWidget, QMainWindow, QMessageBox, QSplitter, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox, QSplitter, QWidget
 
 from ..core.demo import ensure_demo_study
 from ..core.packages import PackageCache, discover
 from ..core.report import StudyReport, write_csv
 from ..core.review import ReviewStore
+from ..core.scope import series_verdict
 from ..core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold
 from .menus import build_menus
 from .model_bar import ModelBar
+from .reading import ReadingTools
 from .result_panel import ResultPanel, reader_name
 from .slice_table import SliceList
 from .slice_views import SliceViews
 from .status_area import StatusArea
+from .study_browser import StudyBrowser, series_label, series_of
 from .triage_controller import TriageController
 from .triage_strip import TriageStrip
 from .workers import settle_heap
@@ -59,6 +62,8 @@ class MainWindow(QMainWindow):
         centre.addWidget(self.strip)
         centre.setSizes([800, 90])
         self.setCentralWidget(centre)
+        self.browser = StudyBrowser()
+        self.browser_dock = self._dock("Study", "studyDock", self.browser, Qt.LeftDockWidgetArea)
         self.slice_list = SliceList()
         self._dock("Slices", "slicesDock", self.slice_list, Qt.LeftDockWidgetArea)
         self.result_panel = ResultPanel()
@@ -69,8 +74,10 @@ class MainWindow(QMainWindow):
         self.errors_dock.hide()
         self.bar = ModelBar()
         self.addToolBar(self.bar)
+        self.tools = ReadingTools(self, self.views.views, self.settings)
         self.status_area = StatusArea(self.statusBar())
         self.status = self.status_area.status
+        self.tools.install(self)
         self.recent = build_menus(self)
 
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
@@ -81,9 +88,12 @@ class MainWindow(QMainWindow):
         return dock
 
     def _connect(self) -> None:
-        for v in self.views.views:
-            v.windowDrag.connect(self._drag_window)
-            v.cursorMoved.connect(self._cursor)
+        self.tools.sliceRequested.connect(self.select_slice)
+        self.tools.window_bar.windowChanged.connect(self._show_current)
+        self.browser.seriesSelected.connect(self.show_series)
+        self.browser.set_patient_hidden(self.bar.hide_identity.isChecked())
+        self.bar.hide_identity.toggled.connect(self.browser.set_patient_hidden)
+        self.bar.model_input.toggled.connect(self._announce_slice)
         self.strip.sliceClicked.connect(self.select_slice)
         self.slice_list.sliceChosen.connect(self.select_slice)
         self.result_panel.marked.connect(self.mark)
@@ -98,6 +108,7 @@ class MainWindow(QMainWindow):
         t = self.triage
         t.progress.connect(self.status_area.set_progress)
         t.loaded.connect(self._loaded)
+        t.started.connect(self._run_started)
         t.chunkArrived.connect(self._results_arrived)
         t.runFinished.connect(self._run_finished)
         t.camsArrived.connect(self._cams_arrived)
@@ -116,7 +127,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):
         self.result_panel.commit_note()
-        self.cancel()
+        self.triage.shutdown()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("tta", self.bar.tta.value())
         self.settings.setValue("opacity", self.bar.opacity.value())
@@ -183,27 +194,39 @@ class MainWindow(QMainWindow):
         if not series:
             self.status.setText("Nothing could be opened" + (" (see 'Files not opened')" if report.errors else ""))
             return
-        chosen = 0
-        if len(series) > 1:
-            labels = [s.label for s in series]
-            label, ok = QInputDialog.getItem(self, "Choose a series", "This folder holds several series:", labels, 0, False)
-            if not ok:
-                return
-            chosen = labels.index(label)
-        self.set_study(series[chosen].slices, reviews[chosen])
+        self.set_study([(item.info.uid, item.slices, store) for item, store in zip(series, reviews)])
 
-    def set_study(self, slices, reviews: ReviewStore | None = None) -> None:
-        reviews = reviews if reviews is not None else ReviewStore(list(slices))
-        if reviews.load_error:
-            self.errors.addItem(reviews.load_error)
-            self.errors_dock.show()
-        self.study = Study()
-        self.session = self.study.add("series", Session(slices, reviews))
+    def set_study(self, series: list[tuple[str, list, ReviewStore | None]]) -> None:
+        """Opens every series of a load, each (uid, slices, review store) a session of one Study, and shows the
+        first in the browser's order. Triage runs for the series shown, then for the others in the background."""
+        self.tools.memory.forget()
+        self.study, self.session = Study(), None
+        for uid, slices, reviews in series:
+            session = self.study.add(uid, Session(slices, reviews if reviews is not None else ReviewStore(slices)))
+            if session.reviews.load_error:
+                self._failed(session.reviews.load_error)
+        self.browser.set_slices([s for session in self.study.sessions.values() for s in session.slices])
+        self.show_series(self.browser.series_uids()[0])
+
+    def show_series(self, uid: str) -> None:
+        """Switches to a series of the study, back where the reader left it (slice, zoom, orientation, window);
+        its results, decisions and marks are its session's."""
+        if uid not in self.study.sessions or (self.session is not None and uid == self.study.active):
+            return
+        if self.session is not None:
+            self.tools.leave_series(self.study.active)
+        self.session = self.study.activate(uid)
         self.session.threshold = self.bar.threshold
+        self.browser.select_series(uid, notify=False)
         self.slice_list.model.set_session(self.session)
         self._update_title()
-        self.select_slice(0)
-        self.run_inference()
+        self.select_slice(self.tools.enter_series(uid, self.session.slices[0]))
+        self.tools.restore_series(uid)
+        entry = self.bar.entry
+        if entry is not None and Study.needs_triage(self.session, entry.manifest.id, self.triage.running):
+            self.run_inference()
+        else:
+            self._refresh_rows()
 
     def _update_title(self, *_):
         title = "BrainMRI"
@@ -216,24 +239,40 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------- inference
     def run_inference(self) -> None:
+        """Triages the series shown, then the study's other series in the background (see TriageController.run)."""
         entry = self.bar.entry
         if self.session is None or not self.session.slices or entry is None:
             return
-        self.status_area.start(f"Running {entry.manifest.name}...")
-        self.triage.run(self.session, entry, self.bar.tta.value())
+        self.triage.run(self.session, entry, self.bar.tta.value(), self.study)
         self._refresh_rows()
 
+    def _run_started(self, session: Session, model: str) -> None:
+        where = "" if session is self.session else f" on {self._series_name(session)} in the background"
+        self.status_area.start(f"Running {model}{where}...")
+
+    def _series_name(self, session: Session) -> str:
+        return series_label(series_of(session.slices[0]))
+
+    def _show_scope(self, session: Session) -> None:
+        if (verdict := series_verdict(session.verdicts.values())) and (uid := self.study.key_of(session)):
+            self.browser.set_scope({uid: verdict})
+
     def _results_arrived(self, rows: set[int]) -> None:
+        if self.triage.session is not self.session:
+            return  # a series triaged in the background: shown when the reader switches to it
         self._refresh_rows(rows)
         if self.session.current in rows:
             self._show_current()
 
     def _run_finished(self, complete: bool) -> None:
         self._stop_progress()
-        s = self.session
+        s = self.triage.session
+        which = f" ({self._series_name(s)})" if len(self.study.sessions) > 1 else ""
         self.status.setText(("Done" if complete else "Stopped") + f": {len(s.results)} of {len(s.slices)} slices "
-                            f"in {self.triage.last_run_seconds:.1f} s")
-        self._show_current()
+                            f"in {self.triage.last_run_seconds:.1f} s" + which)
+        self._show_scope(s)
+        if s is self.session:
+            self._show_current()
 
     def _cams_arrived(self, keys: set) -> None:
         if self.session is not None and any(i == self.session.current for i, _view in keys):
@@ -260,8 +299,7 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         self.slice_list.show_session(s, only)
-        self.strip.set_data(len(s.slices), {i: r.probability for i, r in s.results.items()},
-                            s.point.threshold if s.point else 0.5, s.current)
+        self.strip.show_session(s, only)
 
     def select_slice(self, index: int) -> None:
         s = self.session
@@ -270,8 +308,17 @@ class MainWindow(QMainWindow):
         s.current = index
         self.slice_list.select(index)
         self.result_panel.show_note(s, index)  # saves a note typed for the slice shown before
+        self._announce_slice()
         self._show_current()
-        self.strip.set_data(self.strip.count, self.strip.probabilities, self.strip.threshold, index)
+        self.strip.set_current(index)
+
+    def _announce_slice(self, *_) -> None:
+        """Tells the reading tools which slice is shown, and whether on its own grid (not the model input): the
+        readout and the ruler work in the slice's mm."""
+        s = self.session
+        if s is not None and s.current >= 0:
+            own = not (self.bar.model_input.isChecked() and s.current in s.inputs)
+            self.tools.slice_shown(s.current, len(s.slices), s.slices[s.current], own_pixels=own)
 
     def step_flagged(self, direction: int) -> None:
         if self.session is not None and (index := self.session.step_flagged(direction)) is not None:
@@ -300,24 +347,6 @@ class MainWindow(QMainWindow):
             self._show_current()
 
     # --------------------------------------------------------------- display
-    def _drag_window(self, d_centre: float, d_width: float) -> None:
-        s = self.session
-        if s is None or s.window_level is None:
-            return
-        v = s.slices[s.current].values()
-        span = float(v.max() - v.min()) or 1.0
-        c, w = s.window_level
-        s.window_level = (c + d_centre * span, max(span * 1e-3, w + d_width * span))
-        self._show_current()
-
-    def _cursor(self, x: int, y: int) -> None:
-        s = self.session
-        if x < 0 or s is None or self.bar.model_input.isChecked():
-            return
-        sl = s.slices[s.current]
-        if 0 <= y < sl.shape[0] and 0 <= x < sl.shape[1]:
-            self.status.setText(f"x {x}, y {y}: value {sl.values()[y, x]:.1f}")
-
     def _show_current(self, *_) -> None:
         """Shows the current slice, its map when cached (else asks the controller for it) and its result."""
         s = self.session
@@ -327,9 +356,7 @@ class MainWindow(QMainWindow):
         if self.bar.model_input.isChecked() and i in s.inputs:
             unit, view = s.inputs[i].image, INPUT_VIEW
         else:
-            if s.window_level is None:
-                s.window_level = s.slices[i].display_window()
-            unit, view = s.slices[i].display_image(s.window_level), SLICE_VIEW
+            unit, view = s.slices[i].display_image(self.tools.window), SLICE_VIEW
         cam = s.cam(i, view)
         if cam is None and i in s.results:
             self.triage.request_cams(s, [i], view)
@@ -343,7 +370,7 @@ class MainWindow(QMainWindow):
 
     def export_pdf(self, path: Path) -> None:
         """Starts writing the PDF in a worker (its maps take a while); `exported` or `exportFailed` follows."""
-        self.triage.export_pdf(self.report(), Path(path))
+        self.triage.export_pdf(self.report(), Path(path), self.session)
 
     def export_csv(self, path: Path) -> None:
         write_csv(self.report(), path)

@@ -1,4 +1,4 @@
-"""The window's menus and their shortcuts (File, Review, Help)."""
+"""The window's menus and their shortcuts (File, Review, View, Help)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QMainWindow
 
 from . import help_dialogs
 from .recent import RecentStudies
+from .shortcuts import help_action
 from .result_panel import ask_reader_name
 
 
@@ -43,7 +44,9 @@ def build_menus(window: QMainWindow) -> RecentStudies:
     action(m, "Disagree", lambda: w.mark("disagree"), "D")
     action(m, "Clear mark and note", lambda: w.mark(None), "C", "clearMark")
     action(m, "Fit image", w.views.fit, "F")
+    w.menuBar().addMenu("&View").addActions(w.tools.actions.actions)  # already the window's: keys work anywhere
     m = w.menuBar().addMenu("&Help")
+    m.addAction(help_action(w))
     action(m, "Open demo study", w.open_demo, None, "openDemo")
     action(m, "Model card", lambda: help_dialogs.show_model_card(w, w.bar.entry))
     action(m, "About BrainMRI", lambda: help_dialogs.show_about(w, w.bar.entries.values()))

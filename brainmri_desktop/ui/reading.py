@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QMainWindow, QToolBar, QWidget
 
 from ..core.geometry import PixelGeometry
 from ..core.io.slices import Slice
@@ -37,6 +37,17 @@ class ReadingTools(QObject):
         self.actions.step.connect(self.step)
         self.actions.goTo.connect(self.go_to)
         self.cine.frame.connect(self.sliceRequested)
+
+    def install(self, window: QMainWindow) -> None:
+        """Puts the window/level and cine controls in a tool bar of their own, on a new row, and the readout in the
+        status bar (the actions are already the window's)."""
+        bar = QToolBar("Viewing", window)
+        bar.setObjectName("viewingBar")
+        bar.addWidget(self.window_bar)
+        bar.addWidget(self.cine_bar)
+        window.addToolBarBreak()
+        window.addToolBar(bar)
+        window.statusBar().addWidget(self.readout)
 
     @property
     def window(self) -> tuple[float, float] | None:

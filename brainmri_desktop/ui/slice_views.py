@@ -7,14 +7,14 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
-from .image_view import ImageView
+from .image_view import ImageView, mouse_help
 
 
 class SliceViews(QSplitter):
     def __init__(self, parent=None):
         super().__init__(Qt.Horizontal, parent)
         self.view, self.cam_view = ImageView(), ImageView()
-        self.view.setToolTip("The slice. Wheel: zoom, drag: pan, right-drag: window/level.")
+        self.view.setToolTip("The slice. " + mouse_help())
         self.cam_view.setToolTip("The same slice with the Grad-CAM overlay: where the model's evidence lies.")
         for title, v in (("Image", self.view), ("Grad-CAM", self.cam_view)):
             box = QWidget()

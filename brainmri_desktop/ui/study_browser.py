@@ -211,9 +211,12 @@ class StudyBrowser(QWidget):
         """The model index of a series' row, in a column (NAME, COUNT or SCOPE)."""
         return self._rows[uid].index().siblingAtColumn(column)
 
-    def select_series(self, uid: str) -> None:
+    def select_series(self, uid: str, notify: bool = True) -> None:
+        """Makes the series the current row; `notify=False` when the window already shows it."""
         if uid in self._rows:
+            self.blockSignals(not notify)
             self.tree.setCurrentIndex(self.series_index(uid))
+            self.blockSignals(False)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         uid = current.siblingAtColumn(NAME).data(UID_ROLE)

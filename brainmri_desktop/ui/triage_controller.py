@@ -12,13 +12,14 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from ..core.report import StudyReport
-from ..core.session import Session
+from ..core.session import Session, Study
 from .workers import explain, export_pdf, load_study, settle_heap, triage
 
 
 class TriageController(QObject):
     progress = Signal(int, int)  # done, total
     loaded = Signal(object, object)  # a LoadReport, and a ReviewStore for each of its series
+    started = Signal(object, str)  # the Session being triaged, the model's name
     chunkArrived = Signal(object)  # the set of slice indices whose results arrived
     runFinished = Signal(bool)  # whether every slice got its answer (False: cancelled or stopped)
     camsArrived = Signal(object)  # the set of (index, view) keys now in the session's cache
@@ -34,7 +35,7 @@ class TriageController(QObject):
         self.session: Session | None = None
         self.load_worker = self.infer_worker = self.cam_worker = self.export_worker = None
         self._pending_cams: tuple[Session, list[int], str] | None = None
-        self._run = 0  # maps computed for an earlier run (another model) must not reach the new run's cache
+        self._then: tuple[Study, object, int] | None = None  # the study whose other series follow, entry, TTA
         self._started = 0.0
         self.last_run_seconds = 0.0
 
@@ -62,12 +63,20 @@ class TriageController(QObject):
         self.failed.emit(text)
 
     # ----------------------------------------------------------------- triage
-    def run(self, session: Session, entry, tta: int) -> None:
-        """Triages the session's series with this model from the start."""
+    @property
+    def running(self) -> Session | None:
+        """The series being triaged now."""
+        return self.session if self.infer_worker is not None else None
+
+    def run(self, session: Session, entry, tta: int, study: Study | None = None) -> None:
+        """Triages the session's series with this model from the start; when it ends complete, each other series of
+        `study` that this model has not triaged follows, one at a time (one worker: the window stays responsive, and
+        the series shown gets the processor first)."""
         if self.infer_worker is not None:
             self.infer_worker.quit()
         self.session = session
-        self._run += 1
+        self._then = (study, entry, tta) if study is not None else None
+        self.started.emit(session, entry.manifest.name)
         session.start(entry.manifest)
         self.model = self.gradcam = None
         self._pending_cams = None
@@ -102,6 +111,10 @@ class TriageController(QObject):
         self.infer_worker = None
         self.last_run_seconds = time.perf_counter() - self._started
         self.runFinished.emit(self.session.complete)
+        if self.session.complete and self._then is not None and self.infer_worker is None:
+            study, entry, tta = self._then
+            if (following := study.next_to_triage(entry.manifest.id)) is not None:
+                self.run(following, entry, tta, study)
 
     def cancel(self) -> bool:
         """Stops loading and triage at their next step; says whether a triage was running."""
@@ -111,11 +124,20 @@ class TriageController(QObject):
                 worker.quit()
         return running
 
+    def shutdown(self) -> None:
+        """The window closes: every worker stops at its next step, and nothing it still yields is taken."""
+        self._then = self._pending_cams = None
+        for worker in (self.load_worker, self.infer_worker, self.cam_worker, self.export_worker):
+            if worker is not None:
+                worker.quit()
+        self.load_worker = self.infer_worker = self.cam_worker = self.export_worker = None
+
     # --------------------------------------------------------------- Grad-CAM
     def request_cams(self, session: Session, indices: list[int], view: str) -> None:
         """Computes the missing maps of these slices in a worker; a request made while one runs waits for it (only
-        the latest waits: the reader has moved on from the others)."""
-        if self.gradcam is None or self.cam_worker is not None or session is not self.session:
+        the latest waits: the reader has moved on from the others). Any series of the study whose results came from
+        the model loaded now can be explained, not only the one being triaged."""
+        if self.gradcam is None or self.cam_worker is not None or not self._explains(session):
             self._pending_cams = (session, indices, view)
             return
         self._pending_cams = None
@@ -123,18 +145,22 @@ class TriageController(QObject):
         if not missing:
             return
         worker = explain(session, self.gradcam, missing, view, _ignore_errors=True)
-        worker.yielded.connect(lambda maps, s=session, run=self._run: self._cams(s, run, maps))
+        worker.yielded.connect(lambda maps, w=worker, s=session, inputs=session.inputs:
+                               self._cams(w, s, inputs, maps))
         worker.errored.connect(lambda exc: self.failed.emit(f"Grad-CAM could not be computed: {exc}"))
         worker.finished.connect(self._cams_done)
         self.cam_worker = worker
         worker.start()
 
-    def _cams(self, session: Session, run: int, maps: dict) -> None:
-        if run != self._run:
+    def _explains(self, session: Session) -> bool:
+        return session.manifest is not None and self.model is not None and session.manifest.id == self.model.id
+
+    def _cams(self, worker, session: Session, inputs: dict, maps: dict) -> None:
+        # A series triaged again since the request (another model) starts a new inputs dict: its maps are stale.
+        if worker not in (self.cam_worker, self.export_worker) or inputs is not session.inputs:
             return
         session.accept_cams(maps)
-        if session is self.session:
-            self.camsArrived.emit(set(maps))
+        self.camsArrived.emit(set(maps))
 
     def _cams_done(self) -> None:
         self.cam_worker = None
@@ -142,12 +168,12 @@ class TriageController(QObject):
             self.request_cams(*self._pending_cams)
 
     # ----------------------------------------------------------------- export
-    def export_pdf(self, report: StudyReport, path: Path) -> None:
-        """Writes the PDF in a worker, computing the maps of the flagged slices it shows that are not cached yet."""
-        session = self.session
-        worker = export_pdf(report, path, session, self.gradcam, report.pdf_slices(),
-                            _ignore_errors=True)
-        worker.yielded.connect(lambda maps, run=self._run: self._cams(session, run, maps))
+    def export_pdf(self, report: StudyReport, path: Path, session: Session) -> None:
+        """Writes the PDF of the session's series in a worker, computing the maps of the flagged slices it shows that
+        are not cached yet (when the model loaded now is the one whose results these are)."""
+        gradcam = self.gradcam if self._explains(session) else None
+        worker = export_pdf(report, path, session, gradcam, report.pdf_slices(), _ignore_errors=True)
+        worker.yielded.connect(lambda maps, w=worker, inputs=session.inputs: self._cams(w, session, inputs, maps))
         worker.returned.connect(lambda _=None: self.exported.emit(str(path)))
         worker.errored.connect(lambda exc: self.exportFailed.emit(
             f"{path} could not be written: {getattr(exc, 'strerror', None) or exc}"))
