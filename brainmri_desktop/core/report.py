@@ -32,7 +32,7 @@ PDF_MAX_SLICES = 300
 PER_PAGE = 3
 MARKS_PER_PAGE = 40
 CSV_COLUMNS = ["slice", "file", "frame", "probability", "threshold", "flagged", "second_look", "tta_std",
-               "augmentations", "review", "note", "reader", "marked_at"]
+               "augmentations", "review", "note", "reader", "marked_at", "out_of_scope"]
 A4 = (8.27, 11.69)
 
 
@@ -48,15 +48,28 @@ class StudyReport:
     marks: dict[int, Mark]
     device: str = ""
     include_identity: bool = False
+    include_out_of_scope: bool = False  # the reader's choice: out-of-scope slices flagged by their probability too
 
     @classmethod
     def of(cls, session: Session, device: str = "", include_identity: bool = False) -> "StudyReport":
         return cls(list(session.slices), dict(session.results), session.decisions(), session.manifest, session.point,
-                   dict(session.marks), device, include_identity)
+                   dict(session.marks), device, include_identity, session.include_out_of_scope)
 
     @property
     def flagged(self) -> list[int]:
         return [i for i, d in sorted(self.decisions.items()) if d.flagged]
+
+    @property
+    def out_of_scope(self) -> list[int]:
+        """Slices outside what the model was trained on (core.scope)."""
+        return [i for i, d in sorted(self.decisions.items()) if d.out_of_scope]
+
+    def scope_line(self) -> str:
+        n = len(self.out_of_scope)
+        if not n:
+            return "Outside what the model was trained on: none"
+        how = "flagged by their probability, as the reader asked" if self.include_out_of_scope else "not flagged"
+        return f"Outside what the model was trained on: {n} slices ({how}; the CSV gives each one's reason)"
 
     def pdf_slices(self, max_slices: int = PDF_MAX_SLICES) -> list[int]:
         """The flagged slices the PDF shows, in slice order: all of them, or the `max_slices` most probable."""
@@ -80,6 +93,7 @@ def write_csv(report: StudyReport, path: Path) -> None:
             "tta_std": f"{r.tta_std:.4f}" if r else "", "augmentations": r.augmentations if r else "",
             "review": mark.verdict if mark else "", "note": mark.note if mark else "",
             "reader": mark.reader if mark else "", "marked_at": mark.time if mark else "",
+            "out_of_scope": (d.out_of_scope or "") if d else "",
         })
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
@@ -122,6 +136,7 @@ def _summary_page(report: StudyReport, shown: list[int], max_slices: int):
         f"Threshold: {report.point.threshold:.3f} ({report.point.method_in_words}, chosen on {report.point.data})",
         f"Slices flagged: {len(flagged)} of {len(report.slices)}"
         + (f"; highest probability {max(probs):.3f}" if probs else ""),
+        report.scope_line(),
         f"Computed on: {report.device}",
     ]
     if len(shown) < len(flagged):
@@ -163,7 +178,8 @@ def _slice_page(report: StudyReport, indices: list[int], cam_for: Callable[[int]
         if cam is not None:
             ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(f"p = {r.probability:.3f} (threshold {report.point.threshold:.3f})"
-                     + (" - second look" if d.second_look else ""), fontsize=8)
+                     + (" - second look" if d.second_look else "")
+                     + (" - outside the model's scope" if d.out_of_scope else ""), fontsize=8)
         ax.axis("off")
     fig.text(0.08, 0.03, DISCLAIMER, fontsize=7, color="darkred")
     return fig
