@@ -20,6 +20,7 @@ from ..core.scope import series_verdict
 from ..core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold
 from .menus import build_menus
 from .model_bar import ModelBar
+from .pacs_dialog import PacsController
 from .reading import ReadingTools
 from .result_panel import ResultPanel, reader_name
 from .slice_table import SliceList
@@ -41,6 +42,7 @@ class MainWindow(QMainWindow):
         self.study = Study()
         self.session: Session | None = None
         self.triage = TriageController(self)
+        self.pacs = PacsController(self)  # File > Open from PACS, Send results to PACS
         self._packages = PackageCache()
         self._build_ui()
         self._connect()
