@@ -231,3 +231,51 @@ def test_the_result_says_how_far_the_models_grad_cam_was_measured_to_point_at_tu
     assert "74% of 70 (br35h), 62% of 120 (lgg-flair)" in good and "does not show" not in good
     bad = _gradcam_note(replace(manifest, metrics={"gradcam": {**cams, "br35h": {"n": 70, "pointing_game": 0.1}}}))
     assert "10% of 70 (br35h)" in bad and "does not show where a tumour is" in bad
+
+
+def test_out_of_scope_slices_are_greyed_with_their_reason_and_the_switch_flags_them(qtbot, window, tmp_path):
+    import numpy as np
+    from PySide6.QtGui import QAction
+
+    from brainmri_desktop.ui.triage_strip import FLAGGED, OUT_OF_SCOPE
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(folder / f"head{k}.png"), head_image(70, 90, seed=k))
+    cv2.imwrite(str(folder / "head3.png"), np.zeros((70, 90), np.uint8))  # blank: no head to read
+    _open_and_wait(qtbot, window, [folder])
+    s = window.session
+    blank = next(i for i, sl in enumerate(s.slices) if sl.path.name == "head3.png")
+    assert [i for i, v in s.verdicts.items() if v] == [blank]
+    _set_threshold(window, 1e-6)  # every slice the model may flag is flagged
+    model = window.slice_list.model
+    assert model.data(model.index(blank, 1), Qt.ForegroundRole) is not None
+    assert all(model.data(model.index(i, 1), Qt.ForegroundRole) is None for i in range(4) if i != blank)
+    tip = model.data(model.index(blank, 2), Qt.ToolTipRole)
+    assert "no head" in tip and "Not flagged" in tip
+    summary = window.slice_list.summary.text()
+    assert "3 of 4 slices flagged" in summary and "1 outside what the model was trained on (not flagged)" in summary
+    assert window.strip.kinds[blank] == OUT_OF_SCOPE
+    window.select_slice(blank)
+    text = window.result_panel.text.toPlainText()
+    assert "outside the model's scope: not flagged whatever its probability" in text and "no head" in text
+    window.export_pdf(tmp_path / "gated.pdf")
+    qtbot.waitUntil(lambda: window.triage.export_worker is None, timeout=60000)
+    pdf = pdf_text((tmp_path / "gated.pdf").read_bytes())  # "fl" is a ligature in the PDF's text
+    assert "Outside what the model was trained on: 1 slice (not" in pdf and "head3.png" not in pdf
+
+    switch = window.findChild(QAction, "includeOutOfScope")
+    assert switch.isCheckable() and not switch.isChecked()
+    switch.trigger()
+    assert switch.isChecked() and s.include_out_of_scope
+    assert s.flagged() == [0, 1, 2, 3] and window.strip.kinds[blank] == FLAGGED
+    assert "4 of 4 slices flagged" in window.slice_list.summary.text()
+    assert "Not flagged" not in model.data(model.index(blank, 2), Qt.ToolTipRole)
+    assert "included by its probability" in window.result_panel.text.toPlainText()
+    window.export_csv(tmp_path / "table.csv")
+    rows = list(csv.DictReader(open(tmp_path / "table.csv")))
+    assert "no head" in rows[blank]["out_of_scope"] and rows[blank]["flagged"] == "1"
+    assert all(r["out_of_scope"] == "" for i, r in enumerate(rows) if i != blank)
+    switch.trigger()
+    assert not s.include_out_of_scope and blank not in s.flagged()

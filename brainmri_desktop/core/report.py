@@ -69,7 +69,8 @@ class StudyReport:
         if not n:
             return "Outside what the model was trained on: none"
         how = "flagged by their probability, as the reader asked" if self.include_out_of_scope else "not flagged"
-        return f"Outside what the model was trained on: {n} slices ({how}; the CSV gives each one's reason)"
+        return (f"Outside what the model was trained on: {n} slice{'s' if n != 1 else ''} ({how}; the CSV gives "
+                "each one's reason)")
 
     def pdf_slices(self, max_slices: int = PDF_MAX_SLICES) -> list[int]:
         """The flagged slices the PDF shows, in slice order: all of them, or the `max_slices` most probable."""

@@ -103,16 +103,17 @@ def result_html(session: Session, i: int, identity: bool, device: str, run_secon
         rows.append("<p><i>waiting for the model...</i></p>")
         return "".join(rows)
     point = session.point
-    if d.second_look:
+    if d.out_of_scope and not session.include_out_of_scope:
+        decision = "<b style='color:#909090'>outside the model's scope</b>: not flagged whatever its probability"
+    elif d.second_look:
         decision = "<b style='color:#e0c040'>needs a second look</b> (augmentations disagree)"
     elif d.flagged:
         decision = "<b style='color:#ff6050'>flagged</b>"
     else:
         decision = "<b style='color:#60d080'>not flagged</b>"
     if d.out_of_scope:
-        decision += f" - <i>{d.out_of_scope}</i>"
-        if not session.include_out_of_scope:
-            decision += " (outside what the model was trained on: not flagged whatever its probability)"
+        included = " (included by its probability at the reader's request)" if session.include_out_of_scope else ""
+        decision += f"<br>Outside what the model was trained on: <i>{escape(d.out_of_scope)}</i>{included}"
     perf = ""
     if point.sensitivity is not None and point.specificity is not None:
         perf = f"; at this point the trainer measured sensitivity {point.sensitivity:.2f}, specificity {point.specificity:.2f}"

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from ..core.session import Decision, Session
 
 FLAG, SECOND, OUT = "\u25cf", "?", "\u2205"
 SORT_ROLE = Qt.UserRole  # exact values: the shown probability is rounded, and rounding makes ties
+OUT_OF_SCOPE_COLOUR = QColor(128, 128, 128)  # greyed: the model's answer on such a slice is no triage
 
 
 class SliceTableModel(QAbstractTableModel):
@@ -31,10 +33,11 @@ class SliceTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def refresh(self, rows: Iterable[int] | None = None) -> None:
-        """Shows new results, decisions or marks, for the given slices (all when None)."""
+        """Shows new results, decisions or marks, for the given slices (all when None); a scope verdict greys the
+        whole row."""
         rows = range(self.rowCount()) if rows is None else sorted(rows)
         if rows:
-            self.dataChanged.emit(self.index(rows[0], 2), self.index(rows[-1], 3))
+            self.dataChanged.emit(self.index(rows[0], 0), self.index(rows[-1], len(self.HEADERS) - 1))
 
     def decision(self, row: int) -> Decision | None:
         return self._session.decision(row) if self._session else None
@@ -52,7 +55,17 @@ class SliceTableModel(QAbstractTableModel):
 
     def data(self, index: QModelIndex, role=Qt.DisplayRole):
         row, col = index.row(), index.column()
-        if role not in (Qt.DisplayRole, SORT_ROLE) or not 0 <= row < self.rowCount():
+        if not 0 <= row < self.rowCount():
+            return None
+        if role in (Qt.ForegroundRole, Qt.ToolTipRole):
+            reason = self._session.verdicts.get(row)
+            if reason is None:
+                return None
+            if role == Qt.ForegroundRole:
+                return OUT_OF_SCOPE_COLOUR
+            gated = "" if self._session.include_out_of_scope else " Not flagged whatever its probability."
+            return f"Outside what the model was trained on: {reason}.{gated}"
+        if role not in (Qt.DisplayRole, SORT_ROLE):
             return None
         if col == 0:
             return row + 1
@@ -150,8 +163,9 @@ class SliceList(QWidget):
         n, done = len(session.slices), len(session.results)
         flagged = session.flagged()
         outside = sum(v is not None for v in session.verdicts.values())
+        gated = "included by probability" if session.include_out_of_scope else "not flagged"
         best = max((r.probability for r in session.results.values()), default=None)
         self.summary.setText(f"{len(flagged)} of {n} slices flagged"
                              + (f"; highest probability {best:.3f}" if best is not None else "")
-                             + (f"; {outside} outside what the model was trained on" if outside else "")
+                             + (f"; {outside} outside what the model was trained on ({gated})" if outside else "")
                              + ("" if session.complete else f" ({done} done)"))
