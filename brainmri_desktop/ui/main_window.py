@@ -41,6 +41,7 @@ class MainWindow(QMainWindow):
         self.models_dirs = list(models_dirs or [])
         self.study = Study()
         self.session: Session | None = None
+        self.include_out_of_scope = False  # the reader's switch (Review menu), for every series of the study
         self.triage = TriageController(self)
         self.pacs = PacsController(self)  # File > Open from PACS, Send results to PACS
         self._packages = PackageCache()
@@ -157,6 +158,15 @@ class MainWindow(QMainWindow):
             self._refresh_rows()
             self._show_current()
 
+    def set_include_out_of_scope(self, on: bool) -> None:
+        """Slices outside the model's scope flagged by their probability too, or not (the default): decisions
+        change, nothing re-runs."""
+        self.include_out_of_scope = on
+        for session in self.study.sessions.values():
+            session.include_out_of_scope = on
+        self._refresh_rows()
+        self._show_current()
+
     # --------------------------------------------------------------- opening
     def open_files_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Open images or DICOM files", self.settings.value("last_folder", ""),
@@ -205,6 +215,7 @@ class MainWindow(QMainWindow):
         self.study, self.session = Study(), None
         for uid, slices, reviews in series:
             session = self.study.add(uid, Session(slices, reviews if reviews is not None else ReviewStore(slices)))
+            session.include_out_of_scope = self.include_out_of_scope
             if session.reviews.load_error:
                 self._failed(session.reviews.load_error)
         self.browser.set_slices([s for session in self.study.sessions.values() for s in session.slices])

@@ -43,6 +43,7 @@ def build_menus(window: QMainWindow) -> RecentStudies:
     m = w.menuBar().addMenu("&Review")
     action(m, "Next flagged slice", lambda: w.step_flagged(1), "N", "nextFlagged")
     action(m, "Previous flagged slice", lambda: w.step_flagged(-1), "P", "previousFlagged")
+    action(m, "Include out-of-scope slices", w.set_include_out_of_scope, None, "includeOutOfScope").setCheckable(True)
     action(m, "Agree", lambda: w.mark("agree"), "A")
     action(m, "Disagree", lambda: w.mark("disagree"), "D")
     action(m, "Clear mark and note", lambda: w.mark(None), "C", "clearMark")
