@@ -131,3 +131,18 @@ def test_the_pdf_of_30_flagged_slices_shows_them_all_with_the_readers_marks(qtbo
     assert "left out" not in text
     assert f"reader: disagree (by Dr Pdf, {mark.when})" in text
     assert f"slice 28  disagree (by Dr Pdf, {mark.when})" in text  # the list of every mark
+
+
+def test_a_note_typed_then_switching_series_stays_with_its_series(qtbot, window, tmp_path):  # noqa: F811
+    write_dicom_series(tmp_path / "study" / "t1", n=4, size=48, description="T1 AX")
+    write_dicom_series(tmp_path / "study" / "t2", n=3, size=48, description="T2 AX")
+    _open_and_wait(qtbot, window, [tmp_path / "study"])
+    first = window.session
+    other = next(uid for uid, s in window.study.sessions.items() if s is not first)
+    window.select_slice(2)
+    qtbot.keyClicks(window.result_panel.note, "compare with T2")
+    window.show_series(other)  # at once, before the pause that saves it
+    assert window.session is not first and window.session.marks == {}
+    assert window.result_panel.note.text() == ""
+    saved = ReviewStore(first.slices, first.reviews.path.parent).marks
+    assert (saved[2].verdict, saved[2].note) == ("", "compare with T2")
