@@ -632,23 +632,30 @@ def test_brainmri_pacs_find_lists_studies(orthanc, scanner_study, capsys):
     assert status == 0 and scanner_study not in out and "no studies match" in err
 
 
-@pytest.mark.parametrize("case", ["down", "unknown study", "no study", "send without server", "paths and server",
-                                  "nothing to triage", "bad date"])
+@pytest.mark.parametrize("case", ["down", "slow", "garbage", "unknown study", "no study", "send without server",
+                                  "paths and server", "nothing to triage", "bad date"])
 def test_brainmri_pacs_failures_are_one_line_and_leave_nothing(case, orthanc, scanner_study, model_dir, tmp_path,
-                                                               capsys):
+                                                               misbehaving, capsys):
     from .orthanc import free_port
 
     out = tmp_path / "p.csv"
-    down = f"http://127.0.0.1:{free_port()}/dicom-web"
     predict = ["predict", "--out", str(out), "--models-dir", str(model_dir), "--model", "tiny-cnn"]
+    server_for = {  # the server each case talks to; started only for its own case
+        "down": lambda: f"http://127.0.0.1:{free_port()}/dicom-web",
+        "slow": lambda: misbehaving(delay=3.0, body=b"[]"),
+        "garbage": lambda: misbehaving(body=b"<html>login</html>", content_type="text/html"),
+    }
+    url = server_for.get(case, lambda: orthanc.dicomweb)()
     argv = {
-        "down": predict + ["--server", down, "--study", scanner_study, "--send-results"],
-        "unknown study": predict + ["--server", orthanc.dicomweb, "--study", generate_uid(), "--send-results"],
-        "no study": predict + ["--server", orthanc.dicomweb],
+        "down": predict + ["--server", url, "--study", scanner_study, "--send-results"],
+        "slow": predict + ["--server", url, "--timeout", "0.5", "--study", scanner_study, "--send-results"],
+        "garbage": ["pacs", "find", "--server", url],
+        "unknown study": predict + ["--server", url, "--study", generate_uid(), "--send-results"],
+        "no study": predict + ["--server", url],
         "send without server": predict + ["--send-results", str(tmp_path)],
-        "paths and server": predict + ["--server", orthanc.dicomweb, "--study", scanner_study, str(tmp_path)],
+        "paths and server": predict + ["--server", url, "--study", scanner_study, str(tmp_path)],
         "nothing to triage": predict,
-        "bad date": ["pacs", "find", "--server", orthanc.dicomweb, "--date", "last week"],
+        "bad date": ["pacs", "find", "--server", url, "--date", "last week"],
     }[case]
     status, stdout, err = _brainmri(argv, capsys)
     lines = err.strip().splitlines()
