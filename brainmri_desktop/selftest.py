@@ -87,9 +87,15 @@ def self_test(models_dirs=None) -> int:
                 cams = [m for c in chunks for m in c.cams.values()]
                 ok = len(results) == len(cams) == len(items) and all(0 <= r.probability <= 1 for r in results) and all(
                     np.isfinite(c).all() and c.min() >= 0 and c.max() <= 1 for c in cams)
+                # a package with a scope fit scores every slice in the same forward pass as its logit
+                scored = all(r.ood_score is not None and np.isfinite(r.ood_score) for r in results)
+                ok = ok and (scored if model.ood is not None else True)
+                outside = sum(bool(v) for c in chunks for v in c.verdicts.values())
                 print(f"{entry.manifest.id}: " + ", ".join(f"{r.probability:.3f}" for r in results)
                       + f" (threshold {model.manifest.threshold.threshold:.3f}); Grad-CAM maps "
-                      + ", ".join(f"{c.shape[1]}x{c.shape[0]}" for c in cams) + (" OK" if ok else " FAILED"))
+                      + ", ".join(f"{c.shape[1]}x{c.shape[0]}" for c in cams)
+                      + f"; scope {'fit' if model.ood is not None else 'rules only'}, {outside} out of scope"
+                      + (" OK" if ok else " FAILED"))
                 if not ok:
                     failures.append(f"{entry.manifest.id}: implausible output")
             except Exception as exc:  # noqa: BLE001 - a self-test reports whatever broke
