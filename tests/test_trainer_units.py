@@ -294,15 +294,17 @@ rng = np.random.default_rng(0)
 images = rng.integers(0, 255, (40, 32, 32), dtype=np.uint8)
 lesion = LesionTargets((rng.random((40, 32, 32)) > 0.5).astype(np.uint8) * 255, np.arange(40) % 3 > 0, 4)
 seqs = [make_sequence(images, np.arange(40) % 2, np.linspace(0.5, 1, 40, dtype=np.float32), 8, 16,
-                      build_augmenter("heavy", 0), seed=7, lesion=lesion, workers=w) for w in (1, 2)]
+                      build_augmenter("heavy", 0), seed=7, lesion=lesion, workers=w) for w in (1, 2, 1)]
 for seq in seqs:
     seq.epoch = 3  # as a resumed run sets it
     seq._order()
 same, augmented = [], []
 for epoch in range(2):
+    # The third sequence is asked in reverse order: a batch depends on its seed alone, not on the batches before it.
+    backwards = [seqs[2][i][0] for i in reversed(range(len(seqs[2])))][::-1]
     for i in range(len(seqs[0])):
         (x1, y1, w1), (x2, y2, w2) = seqs[0][i], seqs[1][i]
-        same.append(all(np.array_equal(a, b) for a, b in [(x1, x2), (y1["lesion"], y2["lesion"]),
+        same.append(all(np.array_equal(a, b) for a, b in [(x1, x2), (x1, backwards[i]), (y1["lesion"], y2["lesion"]),
                                                           (y1["prob"], y2["prob"]), (w1["prob"], w2["prob"])]))
         augmented.append(not np.array_equal(x2, uint8_batch(images[seqs[0]._indices(i)], 16)))
     for seq in seqs:

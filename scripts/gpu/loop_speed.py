@@ -3,7 +3,8 @@
     KERAS_BACKEND=jax python scripts/gpu/loop_speed.py --arch resnet50 --size 112 --batch 16 --steps 30 --workers 2
 
 Prints one JSON line; the first epoch (compilation) is not counted. With --input-only, the batches alone (read,
-augmented and built by --workers processes through Keras's own enqueuer), without a model.
+augmented and built by --workers processes, as `brainmri-train train` builds them), without a model: two epochs, the
+first of which includes starting the worker processes.
 """
 
 from __future__ import annotations
@@ -26,48 +27,52 @@ def main() -> None:
     p.add_argument("--precision", default="float32")
     p.add_argument("--input-only", action="store_true")
     args = p.parse_args()
-    import keras
-
-    from trainer.architectures import ArchConfig, build
     from trainer.augment import build_augmenter
-    from trainer.config import TrainConfig
     from trainer.dataset import make_sequence
-    from trainer.train import Stage, compile_model
-    from trainer.train_graph import keep_outputs_float32, precision, uint8_trainee
 
     rng = np.random.default_rng(0)
     n = args.batch * args.steps
     images = rng.integers(0, 255, (n, args.size, args.size), dtype=np.uint8)
     labels = rng.integers(0, 2, n)
-    if args.input_only:
-        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+    seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size, build_augmenter(args.augment),
+                        shuffle=True, workers=args.workers)
+    try:
+        print(json.dumps(input_speed(seq, args) if args.input_only else loop_speed(seq, args)))
+    finally:
+        seq.close()
 
-        seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size,
-                            build_augmenter(args.augment), shuffle=True, workers=args.workers)
-        adapter = PyDatasetAdapter(seq, shuffle=False)
-        adapter.on_epoch_begin()
+
+def input_speed(seq, args) -> dict:
+    rates = []
+    for _epoch in range(2):
         t0 = time.perf_counter()
-        count = sum(len(batch[0]) for batch in adapter.get_numpy_iterator())
-        dt = time.perf_counter() - t0
-        adapter.on_epoch_end()
-        print(json.dumps({"input_only": True, "size": args.size, "batch": args.batch, "workers": args.workers,
-                          "augment": args.augment, "images_per_second": round(count / dt, 1)}))
-        return
+        count = sum(len(seq[i][0]) for i in range(len(seq)))
+        rates.append(round(count / (time.perf_counter() - t0), 1))
+        seq.on_epoch_end()
+    return {"input_only": True, "size": args.size, "batch": args.batch, "workers": args.workers,
+            "augment": args.augment, "first_epoch_images_per_second": rates[0], "images_per_second": rates[1]}
+
+
+def loop_speed(seq, args) -> dict:
+    import keras
+
+    from trainer.architectures import ArchConfig, build
+    from trainer.config import TrainConfig
+    from trainer.train import Stage, compile_model
+    from trainer.train_graph import keep_outputs_float32, precision, uint8_trainee
+
     with precision(args.precision):
         classifier = build(ArchConfig(arch=args.arch))
     keep_outputs_float32(classifier)
     model = uint8_trainee(classifier, "resnet50" if args.arch == "resnet50" else "unit")
     compile_model(model, Stage("all", 1, args.size, 1e-3, "adam", "all"), TrainConfig())
-    seq = make_sequence(images, labels, np.ones(n, np.float32), args.batch, args.size, build_augmenter(args.augment),
-                        shuffle=True, workers=args.workers)
     model.fit(seq, epochs=1, steps_per_epoch=2, verbose=0)  # compilation
     t0 = time.perf_counter()
     model.fit(seq, epochs=1, verbose=0)
     dt = time.perf_counter() - t0
-    print(json.dumps({"backend": keras.backend.backend(), "arch": args.arch, "size": args.size, "batch": args.batch,
-                      "workers": args.workers, "precision": args.precision,
-                      "steps": len(seq), "seconds": round(dt, 2),
-                      "images_per_second": round(len(seq) * args.batch / dt, 1)}))
+    return {"backend": keras.backend.backend(), "arch": args.arch, "size": args.size, "batch": args.batch,
+            "workers": args.workers, "precision": args.precision, "steps": len(seq), "seconds": round(dt, 2),
+            "images_per_second": round(len(seq) * args.batch / dt, 1)}
 
 
 if __name__ == "__main__":
