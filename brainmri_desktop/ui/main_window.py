@@ -20,7 +20,7 @@ from ..core.scope import series_verdict
 from ..core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold
 from .menus import build_menus
 from .model_bar import ModelBar
-from .pacs_dialog import PacsController
+from .pacs_controller import PacsController
 from .reading import ReadingTools
 from .result_panel import ResultPanel, reader_name
 from .slice_table import SliceList

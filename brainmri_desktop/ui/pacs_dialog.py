@@ -1,10 +1,10 @@
-"""File > Open from PACS and Send results to PACS: the window's side of brainmri_desktop.pacs.
+"""File > Open from PACS: the dialog that searches a server and retrieves a study into the cache.
 
 The server list lives in the settings as URL, authentication kind, user name and timeout; a password or token is typed
 once per run of the application (kept in memory only) or read from BRAINMRI_PACS_PASSWORD / BRAINMRI_PACS_TOKEN, and
-never reaches the settings, a log or a message. Searching, retrieving and sending run in superqt workers; a retrieve
-cancelled halfway leaves nothing half-written in the cache (pacs.cache), and the retrieved series open through the
-window's own open path, as folders.
+never reaches the settings, a log or a message. Searching and retrieving run in superqt workers; a retrieve cancelled
+halfway leaves nothing half-written in the cache (pacs.cache). ui.pacs_controller opens the retrieved series through
+the window's own open path, as folders.
 """
 
 from __future__ import annotations
@@ -15,23 +15,17 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
 from superqt.utils import thread_worker
 
 from ..core.errors import BrainMRIError, CancelledError
-from ..core.session import SLICE_VIEW, Session
 from ..pacs.cache import StudyCache
 from ..pacs.client import PacsClient, Server
 from ..pacs.dimse import DimseClient, DimseSettings, is_dimse_url
-from ..pacs.findings import TriageFindings, session_findings
 from ..pacs.query import StudyQuery, StudySummary, find_studies
 from ..pacs.retrieve import retrieve_study
-from ..pacs.sc import burn_overlay
-from ..pacs.send import send_results, sent_message
 from ..pacs.settings import DEFAULT_TIMEOUT_S, ENV_PASSWORD, ENV_TOKEN, ServerSettings
 
 SERVERS_KEY = "pacs/servers"
@@ -287,106 +281,3 @@ class PacsDialog(QDialog):
 
     def show_message(self, text: str) -> None:
         self.message.setText(text)
-
-
-@dataclass(frozen=True)
-class PacsOrigin:
-    """Where the open study came from: the series folders retrieved into the cache, the server and the study."""
-
-    folders: frozenset[Path]
-    client: Server
-    study_uid: str
-
-    def holds(self, session: Session) -> bool:
-        return bool(session.slices) and all(s.path.parent in self.folders for s in session.slices)
-
-
-def flagged_overlays(session: Session, gradcam, findings: TriageFindings) -> dict[int, np.ndarray]:
-    """Burnt-in Grad-CAM images of the flagged slices, keyed by their place in `findings`; maps not cached yet are
-    computed with `gradcam` (None: only the cached ones)."""
-    order = sorted(session.results)  # the findings' order (session_findings)
-    wanted = {order[k]: k for k, f in enumerate(findings.slices) if f.flagged}
-    maps = {i: m for i in wanted if (m := session.cam(i, SLICE_VIEW)) is not None}
-    if gradcam is not None:
-        for part in session.cam_chunks(gradcam, session.missing_cams(list(wanted), SLICE_VIEW), SLICE_VIEW):
-            maps.update({i: m for (i, _view), m in part.items()})
-    return {wanted[i]: burn_overlay(session.slices[i].display_image(), m) for i, m in maps.items()}
-
-
-@thread_worker
-def _send(client: Server, findings: TriageFindings, where: str, session: Session | None = None, gradcam=None) -> str:
-    """Stores the report (with the flagged slices' captures when `session` is given); the line to show."""
-    overlays = flagged_overlays(session, gradcam, findings) if session is not None else {}
-    return sent_message(findings, send_results(client, findings, overlays), where)
-
-
-class PacsController(QObject):
-    """The window's PACS actions: opens the dialog, remembers where the open study came from, and sends its results
-    back (a structured report, optionally with burnt-in Grad-CAM captures of the flagged slices) in a worker."""
-
-    def __init__(self, window):
-        super().__init__(window)
-        self.window = window
-        self.dialog: PacsDialog | None = None
-        self.origin: PacsOrigin | None = None
-        self.send_action: QAction | None = None
-        self.include_overlays = False
-        self.send_worker = None
-        t = window.triage
-        for signal in (t.started, t.runFinished, t.loaded):
-            signal.connect(self.update_actions)
-
-    def open_dialog(self) -> PacsDialog:
-        if self.dialog is None:
-            self.dialog = PacsDialog(self.window.settings, self.window)
-            self.dialog.retrieved.connect(self._retrieved)
-            self.window.bar.hide_identity.toggled.connect(self.dialog.set_hide_identity)
-        self.dialog.set_hide_identity(self.window.bar.hide_identity.isChecked())
-        self.dialog.show()
-        self.dialog.raise_()
-        return self.dialog
-
-    def _retrieved(self, folders: list[Path], client: Server, study_uid: str) -> None:
-        self.origin = PacsOrigin(frozenset(folders), client, study_uid)
-        self.window.open_paths(folders)
-
-    def watch(self, send_action: QAction) -> None:
-        self.send_action = send_action
-        self.update_actions()
-
-    def set_overlays(self, include: bool) -> None:
-        self.include_overlays = bool(include)
-
-    def can_send(self) -> bool:
-        s = self.window.session
-        return (self.origin is not None and s is not None and bool(s.results) and self.origin.holds(s)
-                and self.window.triage.running is not s and self.send_worker is None)
-
-    def update_actions(self, *_) -> None:
-        if self.send_action is not None:
-            self.send_action.setEnabled(self.can_send())
-
-    def send_results(self) -> None:
-        status = self.window.status
-        if not self.can_send():
-            status.setText("Open a study from a PACS and let the model finish before sending its results")
-            return
-        s, t = self.window.session, self.window.triage
-        findings = session_findings(s)
-        where = self.origin.client.settings.public_url
-        if self.include_overlays:
-            gradcam = t.gradcam if t._explains(s) else None  # the loaded model is the one whose results these are
-            worker = _send(self.origin.client, findings, where, s, gradcam, _ignore_errors=True)
-        else:
-            worker = _send(self.origin.client, findings, where, _ignore_errors=True)
-        worker.returned.connect(lambda text: status.setText(f"Sent to the PACS: {text}"))
-        worker.errored.connect(lambda exc: status.setText(f"Results not sent to the PACS: {exc}"))
-        worker.finished.connect(self._sent)
-        self.send_worker = worker
-        self.update_actions()
-        status.setText("Sending the results to the PACS...")
-        worker.start()
-
-    def _sent(self) -> None:
-        self.send_worker = None
-        self.update_actions()
