@@ -172,7 +172,7 @@ def _date_range(text: str) -> str:
 
 def add_pacs_commands(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     pacs = subparsers.add_parser("pacs", parents=list(parents), help="search and retrieve studies on a DICOMweb server")
-    sub = pacs.add_subparsers(dest="pacs_command", required=True)
+    sub = pacs.add_subparsers(dest="pacs_command", metavar="{find,retrieve,cache}", required=True)
     find = sub.add_parser("find", help="list the studies that match")
     _server_arguments(find, required=True)
     find.add_argument("--patient", metavar="ID", help="patient ID (wildcards * and ? as the server allows)")
