@@ -59,21 +59,23 @@ def test_retrieve_opens_the_slices_and_send_stores_a_report_with_overlays(qtbot,
     assert all(s.path.is_relative_to(StudyCache().studies_dir / scanner_study) for s in window.session.slices)
     qtbot.waitUntil(send.isEnabled, timeout=10000)
     # pydicom's MR_small is marked DERIVED\SECONDARY, so the scope guard keeps its slices from being flagged unless
-    # the reader includes them; three are flagged here so that their captures can be checked
+    # the reader includes them; three or more (ties) are flagged here so that their captures can be checked
     window.session.include_out_of_scope = True
     _set_threshold(window, sorted(r.probability for r in window.session.results.values())[-3] - 1e-9)
-    assert len(window.session.flagged()) == 3
+    flagged = len(window.session.flagged())
+    assert flagged >= 3
     _menu_action(window, "pacsOverlays").trigger()  # checked: the flagged slices' captures go too
     send.trigger()
     qtbot.waitUntil(lambda: window.pacs.send_worker is None, timeout=60000)
     status = window.status.text()
-    assert status.startswith("Sent to the PACS: stored a structured report of 30 slices"), status
+    assert status.startswith(f"Sent to the PACS: stored a structured report of 30 slices ({flagged} flagged) and "
+                             f"{flagged} Grad-CAM overlay images"), status
     assert PATIENT_ID not in status
     client = client_for(orthanc.dicomweb)
     series = {s.modality: s for s in list_series(client, scanner_study)}
     sr = pydicom.dcmread(retrieve_study(client, StudyCache(), scanner_study, [series["SR"].uid]).paths[0])
     assert "tiny-cnn" in [str(i.get("TextValue", "")) for i in _sr_items(sr)]
-    assert series["OT"].instance_count == 3  # the flagged slices' burnt-in captures
+    assert series["OT"].instance_count == flagged  # the flagged slices' burnt-in captures
 
 
 def test_cancel_halfway_leaves_nothing_half_written_and_opens_nothing(qtbot, window, orthanc, scanner_study):
