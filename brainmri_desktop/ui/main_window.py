@@ -16,7 +16,6 @@ from ..core.demo import ensure_demo_study
 from ..core.packages import PackageCache, discover
 from ..core.report import StudyReport, write_csv
 from ..core.review import ReviewStore
-from ..core.scope import series_verdict
 from ..core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold
 from .menus import build_menus
 from .model_bar import ModelBar
@@ -26,7 +25,8 @@ from .result_panel import ResultPanel, reader_name
 from .slice_table import SliceList
 from .slice_views import SliceViews
 from .status_area import StatusArea
-from .study_browser import StudyBrowser, series_label, series_of
+from .series_switch import SeriesSwitch, series_name
+from .study_browser import StudyBrowser
 from .triage_controller import TriageController
 from .triage_strip import TriageStrip
 from .workers import settle_heap
@@ -91,9 +91,10 @@ class MainWindow(QMainWindow):
         return dock
 
     def _connect(self) -> None:
+        self.series = SeriesSwitch(self)  # the study browser's series, each a session of self.study
+        self.show_series = self.series.show
         self.tools.sliceRequested.connect(self.select_slice)
         self.tools.window_bar.windowChanged.connect(self._show_current)
-        self.browser.seriesSelected.connect(self.show_series)
         self.browser.set_patient_hidden(self.bar.hide_identity.isChecked())
         self.bar.hide_identity.toggled.connect(self.browser.set_patient_hidden)
         self.bar.model_input.toggled.connect(self._announce_slice)
@@ -111,7 +112,6 @@ class MainWindow(QMainWindow):
         t = self.triage
         t.progress.connect(self.status_area.set_progress)
         t.loaded.connect(self._loaded)
-        t.started.connect(self._run_started)
         t.chunkArrived.connect(self._results_arrived)
         t.runFinished.connect(self._run_finished)
         t.camsArrived.connect(self._cams_arrived)
@@ -206,40 +206,7 @@ class MainWindow(QMainWindow):
         if not series:
             self.status.setText("Nothing could be opened" + (" (see 'Files not opened')" if report.errors else ""))
             return
-        self.set_study([(item.info.uid, item.slices, store) for item, store in zip(series, reviews)])
-
-    def set_study(self, series: list[tuple[str, list, ReviewStore | None]]) -> None:
-        """Opens every series of a load, each (uid, slices, review store) a session of one Study, and shows the
-        first in the browser's order. Triage runs for the series shown, then for the others in the background."""
-        self.tools.memory.forget()
-        self.study, self.session = Study(), None
-        for uid, slices, reviews in series:
-            session = self.study.add(uid, Session(slices, reviews if reviews is not None else ReviewStore(slices)))
-            session.include_out_of_scope = self.include_out_of_scope
-            if session.reviews.load_error:
-                self._failed(session.reviews.load_error)
-        self.browser.set_slices([s for session in self.study.sessions.values() for s in session.slices])
-        self.show_series(self.browser.series_uids()[0])
-
-    def show_series(self, uid: str) -> None:
-        """Switches to a series of the study, back where the reader left it (slice, zoom, orientation, window);
-        its results, decisions and marks are its session's."""
-        if uid not in self.study.sessions or (self.session is not None and uid == self.study.active):
-            return
-        if self.session is not None:
-            self.tools.leave_series(self.study.active)
-        self.session = self.study.activate(uid)
-        self.session.threshold = self.bar.threshold
-        self.browser.select_series(uid, notify=False)
-        self.slice_list.model.set_session(self.session)
-        self._update_title()
-        self.select_slice(self.tools.enter_series(uid, self.session.slices[0]))
-        self.tools.restore_series(uid)
-        entry = self.bar.entry
-        if entry is not None and Study.needs_triage(self.session, entry.manifest.id, self.triage.running):
-            self.run_inference()
-        else:
-            self._refresh_rows()
+        self.series.open([(item.info.uid, item.slices, store) for item, store in zip(series, reviews)])
 
     def _update_title(self, *_):
         title = "BrainMRI"
@@ -256,19 +223,9 @@ class MainWindow(QMainWindow):
         entry = self.bar.entry
         if self.session is None or not self.session.slices or entry is None:
             return
+        cleared = set(self.session.results) | set(self.session.errors)  # a new run forgets them
         self.triage.run(self.session, entry, self.bar.tta.value(), self.study)
-        self._refresh_rows()
-
-    def _run_started(self, session: Session, model: str) -> None:
-        where = "" if session is self.session else f" on {self._series_name(session)} in the background"
-        self.status_area.start(f"Running {model}{where}...")
-
-    def _series_name(self, session: Session) -> str:
-        return series_label(series_of(session.slices[0]))
-
-    def _show_scope(self, session: Session) -> None:
-        if (verdict := series_verdict(session.verdicts.values())) and (uid := self.study.key_of(session)):
-            self.browser.set_scope({uid: verdict})
+        self._refresh_rows(cleared)  # not every row: a 2,000-row refresh stalls the window while the model loads
 
     def _results_arrived(self, rows: set[int]) -> None:
         if self.triage.session is not self.session:
@@ -280,10 +237,9 @@ class MainWindow(QMainWindow):
     def _run_finished(self, complete: bool) -> None:
         self._stop_progress()
         s = self.triage.session
-        which = f" ({self._series_name(s)})" if len(self.study.sessions) > 1 else ""
+        which = f" ({series_name(s)})" if len(self.study.sessions) > 1 else ""
         self.status.setText(("Done" if complete else "Stopped") + f": {len(s.results)} of {len(s.slices)} slices "
                             f"in {self.triage.last_run_seconds:.1f} s" + which)
-        self._show_scope(s)
         if s is self.session:
             self._show_current()
 

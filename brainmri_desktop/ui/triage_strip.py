@@ -57,7 +57,10 @@ class TriageStrip(QWidget):
             rows = session.results if session else ()
         for i in rows:
             decision = session.decision(i)
-            if decision is None:
+            if decision is None:  # a result forgotten (another model's run started): drawn again without it
+                if self.kinds.pop(i, None) is not None:
+                    del self.probabilities[i]
+                    self._layer = None
                 continue
             kind, known = kind_of(decision), self.kinds.get(i)
             self.probabilities[i], self.kinds[i] = session.results[i].probability, kind

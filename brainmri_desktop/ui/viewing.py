@@ -116,13 +116,23 @@ class WindowLevelBar(QWidget):
         presets = builtin_presets(self._slice) if self._slice is not None else {}
         return {**presets, **{k: v for k, v in self.user_presets().items() if k not in presets}}
 
+    def preset_names(self) -> list[str]:
+        """The names `preset_windows` gives, without computing the windows: the brain window reads the whole slice,
+        too slow to repeat at every slice the reader scrolls to; it is computed when chosen."""
+        s = self._slice
+        builtin = ([HEADER] if s is not None and s.window else []) + ([FULL, BRAIN] if s is not None else [])
+        return builtin + [k for k in self.user_presets() if k not in builtin]
+
     def _fill_presets(self) -> None:
+        self.delete_button.setEnabled(bool(self.user_presets()))
+        names = self.preset_names()
+        if names == [self.presets.itemText(i) for i in range(self.presets.count())]:
+            return
         self.presets.blockSignals(True)
         self.presets.clear()
-        self.presets.addItems(list(self.preset_windows()))
+        self.presets.addItems(names)
         self.presets.setCurrentIndex(-1)
         self.presets.blockSignals(False)
-        self.delete_button.setEnabled(bool(self.user_presets()))
 
     def apply_preset(self, name: str) -> None:
         window = self.preset_windows().get(name)
