@@ -272,3 +272,16 @@ def test_a_source_mostly_blank_keeps_its_share_on_its_readable_slices():
     blank[:120] = True  # 60 % blank: more than the 2 % share by far
     threshold = choose_threshold(scores, np.array(["a"] * 200), blank, max_out=0.05)
     assert (scores[~blank] > threshold).sum() == 4  # 5 % of the 80 readable slices
+
+
+def test_series_verdict_names_the_commonest_reason_when_most_slices_are_out():
+    from brainmri_desktop.core.scope import series_verdict
+
+    sagittal = [f"a sagittal slice ({d} degrees from axial); the model was trained on axial slices" for d in (88, 90)]
+    verdict = series_verdict(sagittal * 4 + ["no head found in this slice (blank or near-empty image)", None])
+    assert verdict.out_of_scope and verdict.evidence == "series"
+    assert verdict.reason == "a sagittal slice (8 of 10 slices; 1 for other reasons)"
+    mostly_in = series_verdict([None] * 9 + ["a localiser (scout) image"])
+    assert mostly_in.status == IN and mostly_in.reason == "1 of 10 slices out of scope"
+    assert series_verdict([None, None]).reason == "all 2 slices in scope"
+    assert series_verdict([]) is None  # nothing judged yet
