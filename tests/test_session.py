@@ -171,7 +171,8 @@ def _noise(n: int) -> list[Slice]:
 
 def test_the_models_own_score_puts_unlike_images_out_of_scope_from_the_identity_pass(tmp_path):
     """A package with a scope fit: every result carries the distance from the same forward pass as its logit (the
-    logits equal a plain logit model's), heads stay in, noise images are out with the model's reason and never flagged."""
+    logits equal a plain logit model's), heads stay in, noise images are out with the model's reason and are not
+    flagged."""
     from brainmri_desktop.core.ood import run_scoring, scoring_model
 
     from .test_scope import write_fitted_package
