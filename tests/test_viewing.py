@@ -662,3 +662,12 @@ def test_each_series_comes_back_as_it_was_left(qtbot, reader):
     reader.open_series("A")
     assert reader.current == 2 and reader.tools.window == (500.0, 300.0)
     assert reader.view.orientation == Orientation().rotated(1) == reader.cam_view.orientation
+
+
+def test_overlay_colours_are_matplotlibs_jet():
+    from matplotlib import colormaps
+
+    from brainmri_desktop.ui.image_view import jet_lut
+
+    expected = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    assert np.array_equal(jet_lut(), expected)

@@ -34,15 +34,20 @@ def mouse_help() -> str:
 _MIN_RULER_PX = 0.5  # image pixels
 _NOTCH = 120  # angleDelta of one wheel notch; touchpads send smaller steps that add up to it
 
+# matplotlib's "jet" as its segment data (position, value) per channel: the same 256 colours, without importing
+# matplotlib on the UI thread at the first overlay (70 ms idle, more on a busy machine: a stall while a study opens).
+_JET_SEGMENTS = (((0, 0), (0.35, 0), (0.66, 1), (0.89, 1), (1, 0.5)),
+                 ((0, 0), (0.125, 0), (0.375, 1), (0.64, 1), (0.91, 0), (1, 0)),
+                 ((0, 0.5), (0.11, 1), (0.34, 1), (0.65, 0), (1, 0)))
 _JET = None
 
 
 def jet_lut() -> np.ndarray:
     global _JET
     if _JET is None:
-        from matplotlib import colormaps
-
-        _JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+        x = np.linspace(0, 1, 256)
+        channels = [np.interp(x, *zip(*segments)) for segments in _JET_SEGMENTS]
+        _JET = (np.stack(channels, axis=1) * 255).astype(np.uint8)
     return _JET
 
 
