@@ -312,7 +312,8 @@ for epoch in range(2):
 folder = str(seqs[1].pool.folder)
 workers = len(multiprocessing.active_children())
 seqs[1].close()
-print(json.dumps({"same": same, "augmented": augmented, "workers": workers, "left": len(multiprocessing.active_children()), "folder": folder}))
+left = len(multiprocessing.active_children())
+print(json.dumps({"same": same, "augmented": augmented, "workers": workers, "left": left, "folder": folder}))
 if sys.argv[1] == "again":  # a pool left open ends with the interpreter, its files too
     seqs[1][0]
     print(json.dumps({"folder": str(seqs[1].pool.folder)}))

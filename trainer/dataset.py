@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -206,6 +207,15 @@ def _start_worker(folder: str, shell: BatchBuilder) -> None:
     images = np.load(Path(folder) / "images.npy", mmap_mode="r")
     lesion = shell.lesion and replace(shell.lesion, masks=np.load(Path(folder) / "masks.npy", mmap_mode="r"))
     _worker_builder = replace(shell, images=images, lesion=lesion)
+    threading.Thread(target=_end_with_parent, args=(folder,), daemon=True).start()
+
+
+def _end_with_parent(folder: str) -> None:
+    """A trainer killed before it could clean up (SIGTERM, SIGKILL) would leave its workers waiting for work for ever
+    (each holds the task pipe open itself) and the folder behind: end both when it dies."""
+    multiprocessing.parent_process().join()
+    shutil.rmtree(folder, ignore_errors=True)  # the other workers' mappings stay valid
+    os._exit(1)
 
 
 def _build_in_worker(epoch: int, i: int, idx: np.ndarray):
@@ -246,11 +256,12 @@ def make_sequence(images, labels, weights, batch_size, size, augmenter=None, shu
                   max_batches=None, lesion: LesionTargets | None = None, workers: int = 1):
     """Batches for `fit` in uint8 (see trainer/train_graph.py); with `lesion`, the targets are a dict for the
     classifier ('prob') and the lesion head. With `workers` > 1, batches are built in a `BatchPool` of that many
-    processes, `2 * workers` batches ahead of the one Keras asks for, and are the same as with one worker; call
-    `close()` when training ends (it also runs at exit)."""
+    processes, up to `max(10, 2 * workers)` ahead of the one Keras asks for, and are the same as with one worker;
+    call `close()` when training ends (it also runs at exit)."""
     import keras
 
     builder = BatchBuilder(images, labels, weights, size, seed, augmenter, lesion)
+    ahead = max(10, 2 * workers)  # batches in the making, as many as Keras's own queue held
 
     class Batches(keras.utils.PyDataset):
         """Epoch-seeded order and augmentation. With `max_batches`, each epoch is a fresh random subset of that many
@@ -279,7 +290,7 @@ def make_sequence(images, labels, weights, batch_size, size, augmenter=None, shu
                 return builder(self.epoch, i, self._indices(i))
             if self.pool is None:
                 self.pool = BatchPool(builder, workers)
-            for j in range(i, min(len(self), i + 2 * workers)):
+            for j in range(i, min(len(self), i + ahead)):
                 if (self.epoch, j) not in self.pending:
                     self.pending[self.epoch, j] = self.pool.submit(self.epoch, j, self._indices(j))
             for key in [k for k in self.pending if k[0] != self.epoch or k[1] < i]:
