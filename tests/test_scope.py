@@ -157,6 +157,72 @@ def test_threshold_counts_blank_slices_against_each_source():
     assert 97 <= choose_threshold(scores, sources, np.zeros(100, bool)) < 98
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_stored_detector_keeps_in_scope_every_slice_its_threshold_kept_in(seed):
+    """Features far from zero against their spread (as cell means of unnormalised layers can be) make the float32
+    storage move every score; the threshold must be set on the detector as stored, with room for that round-off."""
+    from trainer.scope_fit import stored_fit, with_threshold
+
+    rng = np.random.default_rng(seed)
+    offset = rng.uniform(-1e3, 1e3, 24)
+    x_train = offset + rng.normal(size=(200, 24)) * rng.uniform(0.1, 3, 24)
+    x_val = offset + rng.normal(size=(300, 24)) * rng.uniform(0.1, 3, 24)
+    sources = np.repeat(np.array(["a", "b", "c"]), 100)
+    blank = np.zeros(300, bool)
+    fitted = stored_fit(x_train, ("f",))
+    detector, val = with_threshold(fitted, fitted.score(x_val), sources, blank)
+    loaded = detector_from_bytes(detector.to_bytes(), Path("pkg"))
+    inside = loaded.score(x_val) <= loaded.threshold
+    for source, rate in val.items():
+        assert rate["in_scope"] >= 0.98
+        assert inside[sources == source].sum() == round(rate["in_scope"] * rate["n"])
+
+
+def test_a_saved_and_loaded_fit_keeps_in_scope_every_validation_slice_in_scope_at_fit_time(tmp_path):
+    """`fit` sets the threshold on validation; the package stores the detector in float32. Scored as the session
+    scores them (the detector read back from the package, batches of 32), no source may lose a slice that the
+    recorded validation share counted in: a threshold set on the unrounded fit put a bundled LGG slice out."""
+    import cv2
+
+    from brainmri_desktop.core.demo import head_image
+    from brainmri_desktop.core.manifest import Manifest, OperatingPoint
+    from brainmri_desktop.core.packages import write_package
+    from trainer.data import Sample
+    from trainer.scope_fit import features, fit, write_scope
+
+    rng = np.random.default_rng(5)
+
+    def samples(part: str, source: str, n: int) -> list[Sample]:
+        (tmp_path / part).mkdir(exist_ok=True)
+        out = []
+        for i in range(n):
+            path = tmp_path / part / f"{source}{i}.png"
+            cv2.imwrite(str(path), head_image(48, 48, seed=int(rng.integers(1 << 30))))
+            out.append(Sample(path, 0, source))
+        return out
+
+    sources = ("a", "b", "c", "d")
+    parts = {"train": [s for src in sources for s in samples("train", src, 30)],
+             "val": [s for src in sources for s in samples("val", src, 60)]}
+    model = _tiny_model()
+    folder = write_package(tmp_path / "pkg", Manifest(
+        id="pkg", name="Pkg", architecture="cnn", preprocessing=PreprocessSpec(input_size=32),
+        gradcam_layer="block3_relu", temperature=1.0, threshold=OperatingPoint(0.5, "youden_j", "synthetic", 0.9, 0.8),
+        files={}), model)
+    manifest = read_package(folder)
+    detector, metrics = fit(model, manifest, parts, per_source=None, log=lambda _m: None)
+    write_scope(folder, detector, metrics, {"orientations": ["axial"], "sequences": {}, "input_kinds": ["PNG"],
+                                            "not_seen": []}, "")
+    loaded = load_ood(folder, read_package(folder))
+    feats, blank, val_sources = features(scoring_model(model, loaded), parts["val"], manifest, loaded.grid,
+                                         batch_size=32)
+    inside = (loaded.score(feats) <= loaded.threshold) & ~blank
+    for source in sources:
+        recorded = metrics["validation"][source]
+        assert recorded["in_scope"] >= 0.98  # the fit left at most its 2 % out
+        assert inside[val_sources == source].sum() >= round(recorded["in_scope"] * recorded["n"])
+
+
 def write_fitted_package(folder: Path) -> Path:
     """A tiny CNN package whose scope fit (three layers, 2 x 2 cells) was fitted on synthetic heads, its threshold set
     on other heads as `fit-scope` sets it: heads are in scope, stripe patterns far outside."""

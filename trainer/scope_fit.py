@@ -17,7 +17,7 @@ import numpy as np
 
 from brainmri_desktop.core.errors import BrainMRIError, ModelPackageError
 from brainmri_desktop.core.manifest import MANIFEST_NAME, Manifest
-from brainmri_desktop.core.ood import OOD_FILE, OODDetector, run_scoring, scoring_model
+from brainmri_desktop.core.ood import OOD_FILE, OODDetector, detector_from_bytes, run_scoring, scoring_model
 from brainmri_desktop.core.packages import load_keras_model, read_package, sha256_file
 from brainmri_desktop.core.preprocess import Preprocessed
 from brainmri_desktop.core.scope import content_fraction, is_blank
@@ -27,6 +27,11 @@ from .data import Sample
 from .dataset import preprocess_sample
 
 MAX_OUT = 0.02  # share of each development source's validation slices allowed out of scope
+# Room above the last score kept in, relative, for the float round-off between the fit's batches and the session's
+# (float32 storage alone moved a bundled CNN score by 1.5e-7 of itself); never past the next score, so that the validation shares stay as recorded, and no wider,
+# since every step up lets more out-of-scope material in (the midpoint cost the bundled CNN 13 points on other
+# modalities).
+ROUND_OFF = 1e-4
 N_COMPONENTS = 256  # eigen-directions kept exactly; the rest share their mean variance
 # The features: cell means of these layers (the Grad-CAM layer and the earlier stages, which see texture and contrast)
 # over a grid x grid of cells. Chosen on the bundled CNN's validation slices and test material (see card): 2x2 cells
@@ -47,7 +52,7 @@ def trained_on(cfg: TrainConfig) -> dict:
     sources = [root.name for root in cfg.data if root.name not in cfg.exclude_sources]
     return {
         "orientations": ["axial"],
-        "sequences": {s: SOURCE_CONTENTS.get(s, "not recorded") for s in sources},
+        "sequences": {s: SOURCE_CONTENTS.get(s, "not recorded") for s in sorted(sources)},
         "input_kinds": ["2-D greyscale slices as 8-bit PNG or JPEG (exported from DICOM by their publishers)"],
         "not_seen": ["sagittal, coronal or steeply oblique slices", "diffusion (DWI, ADC, trace), EPI, fMRI, "
                      "perfusion", "localisers, reformats, projections (MIP)", "other modalities (CT, ultrasound, ...)"],
@@ -74,10 +79,11 @@ def fit_detector(features: np.ndarray, layers: tuple[str, ...], grid: int = 1,
 
 
 def choose_threshold(scores: np.ndarray, sources: np.ndarray, blank: np.ndarray, max_out: float = MAX_OUT) -> float:
-    """The lowest threshold that leaves at most `max_out` of every source's slices out of scope, counting the blank
-    ones (out whatever their score) against that share. A source whose blank slices alone exceed it (the degraded
+    """A threshold that leaves at most `max_out` of every source's slices out of scope, counting the blank ones (out
+    whatever their score) against that share. A source whose blank slices alone exceed it (the degraded
     kaggle-navoneel snapshot, 0-2 grey levels) gets the share on its other slices instead: zero would let its
-    strangest readable image set the threshold for every source."""
+    strangest readable image set the threshold for every source. Each source's bound lies a little above its last
+    score kept in (ROUND_OFF), below the next one, so that a slice at the bound does not flip on round-off."""
     threshold = 0.0
     for source in np.unique(sources):
         sel = sources == source
@@ -87,8 +93,12 @@ def choose_threshold(scores: np.ndarray, sources: np.ndarray, blank: np.ndarray,
         allowed = int(np.floor(max_out * sel.sum())) - int(blank[sel].sum())
         if allowed < 0:
             allowed = int(np.floor(max_out * len(kept)))
-        threshold = max(threshold, float(kept[len(kept) - 1 - allowed]))
-    return threshold * (1 + 1e-9)
+        last_in = float(kept[len(kept) - 1 - allowed])
+        bound = last_in * (1 + ROUND_OFF)
+        if allowed:
+            bound = min(bound, (last_in + float(kept[len(kept) - allowed])) / 2)
+        threshold = max(threshold, bound)
+    return threshold
 
 
 def _preprocessed(samples: list[Sample], manifest: Manifest) -> tuple[list[int], list[Preprocessed]]:
@@ -129,6 +139,21 @@ def _rates(scores, sources, blank, threshold) -> dict[str, dict]:
             for s in sorted(set(sources))}
 
 
+def stored_fit(x_train: np.ndarray, layers: tuple[str, ...], grid: int = 1) -> OODDetector:
+    """`fit_detector` as ood.npz holds it (float32 arrays), so that the threshold is set on the scores the session
+    will compute: one set on the unrounded fit put a bundled CNN's LGG validation slice out after the reload."""
+    return detector_from_bytes(fit_detector(x_train, layers, grid).to_bytes(), Path(OOD_FILE))
+
+
+def with_threshold(detector: OODDetector, scores: np.ndarray, sources: np.ndarray,
+                   blank: np.ndarray) -> tuple[OODDetector, dict[str, dict]]:
+    """The detector with its threshold chosen on validation scores, and each source's validation share in scope."""
+    threshold = choose_threshold(scores, sources, blank)
+    val = _rates(scores, sources, blank, threshold)
+    return replace(detector, threshold=threshold,
+                   source_out_rate={s: round(1 - v["in_scope"], 4) for s, v in val.items()}), val
+
+
 def fit(keras_model, manifest: Manifest, parts: dict[str, list[Sample]], per_source: int | None,
         seed: int = 0, batch_size: int = 8, log=print) -> tuple[OODDetector, dict]:
     """Fit on the training part (a fixed subset of `per_source` per source), threshold on validation, and the in-scope
@@ -139,7 +164,7 @@ def fit(keras_model, manifest: Manifest, parts: dict[str, list[Sample]], per_sou
     log(f"scope: features of {len(train)} training images")
     x_train, blank, _s = features(net, train, manifest, grid, batch_size)
     x_train = x_train[~blank]  # an empty input is out by the image rule; its features would only widen the fit
-    detector = fit_detector(x_train, layers, grid)
+    detector = stored_fit(x_train, layers, grid)
     measured = {}
     for part in ("val", "test"):
         if not parts.get(part):
@@ -147,11 +172,8 @@ def fit(keras_model, manifest: Manifest, parts: dict[str, list[Sample]], per_sou
         log(f"scope: features of {len(parts[part])} {part} images")
         x, blank, sources = features(net, parts[part], manifest, grid, batch_size)
         measured[part] = (detector.score(x), sources, blank)
-    scores, sources, blank = measured["val"]
-    threshold = choose_threshold(scores, sources, blank)
-    val = _rates(scores, sources, blank, threshold)
-    detector = replace(detector, threshold=threshold,
-                       source_out_rate={s: round(1 - v["in_scope"], 4) for s, v in val.items()})
+    detector, val = with_threshold(detector, *measured["val"])
+    threshold = detector.threshold
     metrics = {"layers": list(layers), "grid": grid, "train_images": len(x_train), "components": int(detector.components.shape[1]),
                "threshold": round(threshold, 4), "max_out": MAX_OUT, "validation": val}
     if "test" in measured:
