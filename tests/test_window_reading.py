@@ -271,3 +271,22 @@ def test_a_click_on_the_strip_shows_that_slice(qtbot, series6):
     x = round(w.strip.x_for(4))
     qtbot.mouseClick(w.strip, Qt.LeftButton, pos=QPoint(x, w.strip.height() // 2))
     assert w.session.current == 4 and w.strip.current == 4
+
+
+def test_a_map_asked_for_as_the_next_series_starts_still_comes(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "study" / "t1", n=6, description="T1 axial")
+    write_dicom_series(tmp_path / "study" / "t2", n=4, description="T2 axial")
+    picked = []
+
+    def shown_series_done(_complete):
+        # The map of this slice is asked for while the first slice's may still be computed, just before the other
+        # series' run starts: that start must not drop the request.
+        s = window.session
+        if window.triage.session is s and not picked:
+            picked.append(len(s.slices) - 1)
+            window.select_slice(picked[0])
+
+    window.triage.runFinished.connect(shown_series_done)
+    _open(qtbot, window, [tmp_path / "study"])
+    qtbot.waitUntil(lambda: window.session.cam(picked[0]) is not None and window.views.cam_view.has_overlay,
+                    timeout=30000)

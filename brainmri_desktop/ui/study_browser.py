@@ -151,7 +151,8 @@ class StudyBrowser(QWidget):
                 for uid, group in study.series.items():
                     s_item.appendRow(self._series_row(uid, group, slices))
         self.tree.expandAll()
-        self.tree.resizeColumnToContents(NAME)
+        for column in (NAME, COUNT):
+            self.tree.resizeColumnToContents(column)
 
     def _count_item(self, count: int) -> QStandardItem:
         item = QStandardItem(str(count))
@@ -180,6 +181,7 @@ class StudyBrowser(QWidget):
         for uid in verdicts:
             if uid in self._rows:
                 self._show_scope(uid)
+        self.tree.resizeColumnToContents(SCOPE)
 
     def _show_scope(self, uid: str) -> None:
         item = self._rows[uid]

@@ -79,7 +79,8 @@ class TriageController(QObject):
         self.started.emit(session, entry.manifest.name)
         session.start(entry.manifest)
         self.model = self.gradcam = None
-        self._pending_cams = None
+        if self._pending_cams is not None and self._pending_cams[0] is session:
+            self._pending_cams = None  # its results are gone; a map asked for another series still waits for the model
         self._started = time.perf_counter()
         worker = triage(session, entry, tta, self.loaded_models, _ignore_errors=True)
         worker.yielded.connect(lambda msg, w=worker: self._triage_message(w, msg))
