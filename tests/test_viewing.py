@@ -557,7 +557,7 @@ def test_arrow_keys_step_a_focused_number_box_and_slices_elsewhere(qtbot, settin
 
 # ------------------------------------------------------- wired to a window
 # The reading tools wired to a small stand-in window (a series, two linked views, the slice shown by index), the way
-# the main window wires them.
+# the main window wires them; cine in the real window is tested in test_window_reading.py.
 def _named_series(uid: str, n: int, window=(1000.0, 2200.0)) -> list[Slice]:
     return [Slice(Path(f"{uid}-{i}.dcm"), head_image(40, 60, seed=i, dtype=np.uint16, scale=8), window=window,
                   pixel_spacing=(0.5, 0.8), series=SeriesInfo(uid),
@@ -624,16 +624,6 @@ def test_wheel_and_keys_scroll_and_stop_at_the_ends(qtbot, reader):
     assert reader.current == 0
     qtbot.keyClick(reader, Qt.Key_End)
     assert reader.current == 5
-
-
-def test_cine_plays_through_the_series_and_stops(qtbot, reader):
-    reader.tools.cine_bar.speed.setValue(30)
-    seen = []
-    reader.tools.sliceRequested.connect(seen.append)
-    qtbot.keyClick(reader, Qt.Key_Space)
-    qtbot.waitUntil(lambda: len(seen) >= 7, timeout=3000)
-    qtbot.keyClick(reader, Qt.Key_Space)
-    assert seen[:7] == [1, 2, 3, 4, 5, 0, 1] and not reader.tools.cine.running
 
 
 def test_right_drag_redraws_with_the_new_window(qtbot, reader):
