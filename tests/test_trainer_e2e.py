@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from brainmri_desktop.cli import main as brainmri
-from brainmri_desktop.core.inference import LoadedModel, find_model
+from brainmri_desktop.core.inference import LoadedModel
+from brainmri_desktop.core.model_choice import find_model
 from brainmri_desktop.core.packages import discover
 from trainer.cli import main as brainmri_train
 

@@ -16,7 +16,6 @@ from . import backend
 from .augment import MAX_TTA, TTA_ORDER, apply_tta
 from .errors import CancelledError, ModelPackageError
 from .manifest import Manifest, OperatingPoint
-from .model_choice import find_model  # noqa: F401 - its old home; tests/test_trainer_e2e.py imports it from here
 from .ood import OODDetector, load_ood, run_scoring, scoring_model
 from .packages import ModelEntry, load_keras_model
 from .preprocess import Preprocessed, has_head, to_model_input

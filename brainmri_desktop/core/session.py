@@ -24,8 +24,8 @@ Grad-CAM
     the model saw"). `cam_chunks()` computes the missing ones (meant for a worker thread), `accept_cams()` stores them.
 
 Several series
-    A `Study` holds one `Session` per series, each with its own results, marks and view state (the window-level and
-    the current slice), so a study browser switches between them without re-running anything.
+    A `Study` holds one `Session` per series, each with its own results, marks and current slice (the window
+    keeps zoom, orientation and window per series in ui/viewing.SeriesMemory), so a study browser switches between them without re-running anything.
 """
 
 from __future__ import annotations
@@ -142,9 +142,7 @@ class Session:
         self.verdicts: dict[int, str | None] = {}
         self.errors: dict[int, str] = {}
         self.cams: dict[tuple[int, str], np.ndarray] = {}
-        # view state, kept per series so that switching series comes back to where the reader was
-        self.current = 0 if self.slices else -1
-        self.window_level: tuple[float, float] | None = None
+        self.current = 0 if self.slices else -1  # the slice shown, kept per series for the study browser
 
     # ------------------------------------------------------------------ results
     def start(self, manifest: Manifest) -> None:
