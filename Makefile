@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export QT_QPA_PLATFORM ?= offscreen
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install run test bench fuzz package package-test clean orthanc gpu-pack gpu-unpack
 

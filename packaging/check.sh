@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 app=dist/BrainMRI/BrainMRI
 home=$(mktemp -d)
 trap 'rm -rf "$home"' EXIT
-isolated=(env -i HOME="$home" PATH=/usr/bin:/bin LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen TF_CPP_MIN_LOG_LEVEL=2)
+isolated=(env -i HOME="$home" PATH=/usr/bin:/bin LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen)
 if unshare -rn true 2>/dev/null; then isolated=(unshare -rn "${isolated[@]}"); note="no network"; else note="network present"; fi
 "${isolated[@]}" "$app" --version
 "${isolated[@]}" "$app" --self-test

@@ -47,8 +47,9 @@ def random_intensity_curve(image: np.ndarray, rng: np.random.Generator) -> np.nd
 Augmenter = Callable[[np.ndarray, np.ndarray | None, np.random.Generator], tuple[np.ndarray, np.ndarray | None]]
 
 
-def build_augmenter(strength: str, seed: int = 0) -> Augmenter | None:
-    """A function (image, tumour mask or None, rng) -> both transformed; the mask follows every geometric change."""
+def build_augmenter(strength: str) -> Augmenter | None:
+    """A function (image, tumour mask or None, rng) -> both transformed; the mask follows every geometric change.
+    Randomness comes from the caller's rng alone (see `_Augment`), so there is no seed here."""
     if strength not in STRENGTHS:
         raise ValueError(f"augmentation strength must be one of {STRENGTHS}")
     if strength == "none":
@@ -70,7 +71,7 @@ def build_augmenter(strength: str, seed: int = 0) -> Augmenter | None:
         A.GaussianBlur(blur_limit=(3, 5), p=0.2),
         A.ImageCompression(quality_range=(35, 95), p=0.3),
     ]
-    pipeline = A.Compose(geometric + intensity + (heavy if strength in ("heavy", "domain") else []), seed=seed)
+    pipeline = A.Compose(geometric + intensity + (heavy if strength in ("heavy", "domain") else []))
     return _Augment(pipeline, strength)
 
 

@@ -244,7 +244,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     monitor = "val_prob_auc" if guided else "val_auc"
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     weights = sample_weights(cfg, prepared, train_idx)
-    augmenter = build_augmenter(cfg.augment, cfg.seed)
+    augmenter = build_augmenter(cfg.augment)
     norm = spec_for(cfg).model_normalisation
     keep_outputs_float32(trainee)
     # What trains; it shares its layers with `trainee`, whose weights the checkpoints hold (as before it existed).

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pydicom
 
-from ..core.io.dicom_meta import text
+from ..core.io.dicom_meta import int_or_none, text
 from .client import Server
 
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
@@ -76,13 +76,6 @@ def _dataset(client: Server, item: dict, doing: str) -> pydicom.Dataset:
     return ds
 
 
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
 def find_studies(client: Server, query: StudyQuery) -> list[StudySummary]:
     doing = "searching for studies"
     studies = []
@@ -92,8 +85,8 @@ def find_studies(client: Server, query: StudyQuery) -> list[StudySummary]:
         modalities = (modalities,) if isinstance(modalities, str) else tuple(str(m) for m in modalities or ())
         studies.append(StudySummary(
             uid=str(ds.StudyInstanceUID), date=text(ds, "StudyDate"), description=text(ds, "StudyDescription"),
-            modalities=modalities, series_count=_int(ds.get("NumberOfStudyRelatedSeries")),
-            instance_count=_int(ds.get("NumberOfStudyRelatedInstances")), patient_id=text(ds, "PatientID"),
+            modalities=modalities, series_count=int_or_none(ds.get("NumberOfStudyRelatedSeries")),
+            instance_count=int_or_none(ds.get("NumberOfStudyRelatedInstances")), patient_id=text(ds, "PatientID"),
             patient_name=text(ds, "PatientName"), accession=text(ds, "AccessionNumber")))
     return sorted(studies, key=lambda s: (s.date, s.uid), reverse=True)
 
@@ -105,5 +98,6 @@ def list_series(client: Server, study_uid: str) -> list[SeriesSummary]:
         ds = _dataset(client, item, doing)
         series.append(SeriesSummary(
             uid=str(ds.SeriesInstanceUID), modality=text(ds, "Modality"), description=text(ds, "SeriesDescription"),
-            number=_int(ds.get("SeriesNumber")), instance_count=_int(ds.get("NumberOfSeriesRelatedInstances"))))
+            number=int_or_none(ds.get("SeriesNumber")),
+            instance_count=int_or_none(ds.get("NumberOfSeriesRelatedInstances"))))
     return sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid))
