@@ -116,8 +116,7 @@ class PacsController(QObject):
         findings = session_findings(s)
         where = self.origin.client.settings.public_url
         if self.include_overlays:
-            gradcam = t.gradcam if t._explains(s) else None  # the loaded model is the one whose results these are
-            worker = _send(self.origin.client, findings, where, s, gradcam, _ignore_errors=True)
+            worker = _send(self.origin.client, findings, where, s, t.gradcam_for(s), _ignore_errors=True)
         else:
             worker = _send(self.origin.client, findings, where, _ignore_errors=True)
         worker.returned.connect(lambda text: status.setText(f"Sent to the PACS: {text}"))

@@ -138,7 +138,7 @@ class TriageController(QObject):
         """Computes the missing maps of these slices in a worker; a request made while one runs waits for it (only
         the latest waits: the reader has moved on from the others). Any series of the study whose results came from
         the model loaded now can be explained, not only the one being triaged."""
-        if self.gradcam is None or self.cam_worker is not None or not self._explains(session):
+        if self.gradcam_for(session) is None or self.cam_worker is not None:
             self._pending_cams = (session, indices, view)
             return
         self._pending_cams = None
@@ -153,8 +153,11 @@ class TriageController(QObject):
         self.cam_worker = worker
         worker.start()
 
-    def _explains(self, session: Session) -> bool:
-        return session.manifest is not None and self.model is not None and session.manifest.id == self.model.id
+    def gradcam_for(self, session: Session):
+        """The loaded model's Grad-CAM when that model is the one whose results the session holds, else None: a map
+        from another model would explain a probability it did not give."""
+        explains = session.manifest is not None and self.model is not None and session.manifest.id == self.model.id
+        return self.gradcam if explains else None
 
     def _cams(self, worker, session: Session, inputs: dict, maps: dict) -> None:
         # A series triaged again since the request (another model) starts a new inputs dict: its maps are stale.
@@ -172,8 +175,7 @@ class TriageController(QObject):
     def export_pdf(self, report: StudyReport, path: Path, session: Session) -> None:
         """Writes the PDF of the session's series in a worker, computing the maps of the flagged slices it shows that
         are not cached yet (when the model loaded now is the one whose results these are)."""
-        gradcam = self.gradcam if self._explains(session) else None
-        worker = export_pdf(report, path, session, gradcam, report.pdf_slices(), _ignore_errors=True)
+        worker = export_pdf(report, path, session, self.gradcam_for(session), report.pdf_slices(), _ignore_errors=True)
         worker.yielded.connect(lambda maps, w=worker, inputs=session.inputs: self._cams(w, session, inputs, maps))
         worker.returned.connect(lambda _=None: self.exported.emit(str(path)))
         worker.errored.connect(lambda exc: self.exportFailed.emit(
