@@ -10,10 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GRADCAM_LAYERS = {"cnn": "block3_relu", "resnet50": "conv5_block3_out"}
+# A cell-scored model reads its per-cell map off a fine layer (7x7 cells at 112 px for the ResNet50: conv5 is dropped,
+# its activations peaked on the grid's top row) and Grad-CAM reads the evidence the cells score.
+CELL_FEATURES = {"cnn": "block3_relu", "resnet50": "conv4_block6_out"}
+CELL_EVIDENCE = "cell_evidence"
+# How many input pixels a cell of that layer spans, and how the backbone rounds odd sizes (HeadCells).
+_CELL_STRIDE = {"cnn": (4, "valid"), "resnet50": (16, "same")}
 
 
-def gradcam_layer(arch: str, chosen: str | None = None) -> str:
-    """The layer Grad-CAM reads and the lesion head sits on: the chosen one, else the architecture's default."""
+def gradcam_layer(arch: str, chosen: str | None = None, cell_score: bool = False) -> str:
+    """The layer Grad-CAM reads: for a cell-scored model the evidence its cells score; else the chosen one or the
+    architecture's default."""
+    if cell_score:
+        return CELL_EVIDENCE
     return chosen or GRADCAM_LAYERS[arch]
 
 
@@ -26,6 +35,9 @@ class ArchConfig:
     l2: float = 1e-4
     backbone_weights: str = "random"  # "imagenet", "random" or a path to a local weights file
     lesion_evidence: bool = False  # the logit also sees the peak of a per-cell tumour map on the Grad-CAM layer
+    # The logit is a smooth maximum of per-cell tumour logits over the cells inside the head (issue 27): no globally
+    # pooled path reaches it, so Grad-CAM of the score shows the cells that carry it.
+    cell_score: bool = False
 
 
 def _head(x, keras, dropout: float):
@@ -46,6 +58,37 @@ def _logit(x, features, keras, cfg: ArchConfig, reg=None):
     return keras.layers.Dense(1, kernel_regularizer=reg, name="logit")(x)
 
 
+def _cell_logit(inputs, features, keras, cfg: ArchConfig, reg=None):
+    """The image logit read from a per-cell map: the seed's dual-branch head as two per-cell branches (a 1x1 and a 3x3
+    convolution, the latter letting a cell see its neighbours) merged, then 64 features per cell, zeroed outside the
+    head (`cell_evidence`, Grad-CAM's layer), one tumour logit per cell (`cell_logit`, which the lesion loss
+    supervises) and their smooth maximum over the head's cells (`logit`). `cell_logit` is linear in `cell_evidence`,
+    so Grad-CAM of `logit` there is each inside cell's logit less the bias, over the cell count: its peak is the map's."""
+    import numpy as np
+
+    from brainmri_desktop.core.cell_layers import HeadCells, MaskedLogSumExp
+    from brainmri_desktop.core.preprocess import to_model_input
+
+    stride, padding = _CELL_STRIDE[cfg.arch]
+    # what a pixel that preprocessing blanked becomes in the model's input
+    blank = to_model_input(np.zeros((1, 1, 1), np.float32), "resnet50" if cfg.arch == "resnet50" else "unit")
+    background = tuple(float(v) for v in blank.reshape(-1))
+    a = keras.layers.Conv2D(128, 1, kernel_regularizer=reg, name="cell_branch_a")(features)
+    b = keras.layers.Conv2D(128, 3, padding="same", kernel_regularizer=reg, name="cell_branch_b")(features)
+    x = keras.layers.Add(name="cell_merge")([a, b])
+    x = keras.layers.ReLU(name="cell_relu")(x)
+    x = keras.layers.SpatialDropout2D(cfg.head_dropout / 2, name="cell_dropout")(x)
+    x = keras.layers.Conv2D(64, 1, activation="relu", kernel_regularizer=reg, name="cell_hidden")(x)
+    inside = HeadCells(stride, background, padding, name="head_cells")(inputs)
+    x = keras.layers.Multiply(name=CELL_EVIDENCE)([x, inside])
+    z = keras.layers.Conv2D(1, 1, name="cell_logit")(x)
+    return MaskedLogSumExp(name="logit")([z, inside])
+
+
+def layer_name(block: int) -> str:
+    return f"block{block}_relu"
+
+
 def build_cnn(cfg: ArchConfig):
     import keras
 
@@ -54,12 +97,17 @@ def build_cnn(cfg: ArchConfig):
     for i, (width, drop) in enumerate(zip(cfg.cnn_widths, cfg.cnn_dropouts), start=1):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
         x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
-        x = features = keras.layers.ReLU(name=f"block{i}_relu")(x)
+        x = features = keras.layers.ReLU(name=layer_name(i))(x)
+        if cfg.cell_score and layer_name(i) == CELL_FEATURES["cnn"]:
+            break
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = keras.layers.Dropout(drop, name=f"block{i}_dropout")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = _head(x, keras, cfg.head_dropout)
-    logit = _logit(x, features, keras, cfg)
+    if cfg.cell_score:
+        logit = _cell_logit(inputs, features, keras, cfg)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+        x = _head(x, keras, cfg.head_dropout)
+        logit = _logit(x, features, keras, cfg)
     prob = keras.layers.Activation("sigmoid", name="prob")(logit)
     return keras.Model(inputs, prob, name="brainmri_cnn")
 
@@ -89,13 +137,17 @@ def build_resnet50(cfg: ArchConfig):
     # input_tensor puts the backbone's layers into this graph, so Grad-CAM can reach conv5_block3_out from the input.
     base = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=inputs)
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(base.output)
-    a = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_a")
-    b = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_b")
-    x = keras.layers.Add(name="branch_merge")([a, b])
-    x = _dense_bn(x, keras, 256, cfg.head_dropout, reg, "head256")
-    x = _dense_bn(x, keras, 128, 0.3, reg, "head128")
-    logit = _logit(x, base.output, keras, cfg, reg)
+    if cfg.cell_score:  # the backbone stops at the cells' layer: what lies above it is left out of the graph
+        logit = _cell_logit(inputs, base.get_layer(CELL_FEATURES["resnet50"]).output, keras,
+                            cfg, reg)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(base.output)
+        a = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_a")
+        b = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_b")
+        x = keras.layers.Add(name="branch_merge")([a, b])
+        x = _dense_bn(x, keras, 256, cfg.head_dropout, reg, "head256")
+        x = _dense_bn(x, keras, 128, 0.3, reg, "head128")
+        logit = _logit(x, base.output, keras, cfg, reg)
     prob = keras.layers.Activation("sigmoid", name="prob")(logit)
     model = keras.Model(inputs, prob, name="brainmri_resnet50")
     add_conv_l2(model, cfg.l2)
@@ -117,9 +169,12 @@ def with_lesion_head(model, layer: str):
     tumour's location, not only whatever else tells the classes (or the sources) apart."""
     import keras
 
-    try:
-        lesion = model.get_layer("lesion").output  # the model's own evidence map, when it has one
-    except ValueError:
+    names = {l.name for l in model.layers}
+    if "cell_logit" in names:  # a cell-scored model: the lesion loss supervises the cells its score reads
+        lesion = keras.layers.Identity(name="lesion")(model.get_layer("cell_logit").output)
+    elif "lesion" in names:  # the model's own evidence map
+        lesion = model.get_layer("lesion").output
+    else:
         lesion = keras.layers.Conv2D(1, 1, name="lesion")(model.get_layer(layer).output)
     return keras.Model(model.input, {"prob": model.output, "lesion": lesion}, name=f"{model.name}_with_lesion_head")
 
@@ -135,13 +190,8 @@ def lesion_loss(y_true, y_pred):
 
 
 def backbone_layer_names(model) -> list[str]:
-    """Names of the ResNet50 backbone's layers in order (those before the head), for partial unfreezing."""
-    names = []
-    for layer in model.layers:
-        if layer.name == "gap":
-            break
-        names.append(layer.name)
-    return names
+    """Names of the ResNet50 backbone's layers in order, for partial unfreezing: Keras names them conv*/pool*."""
+    return [layer.name for layer in model.layers if layer.name.startswith(("conv", "pool"))]
 
 
 def load_weights_by_name(model, source) -> int:

@@ -85,10 +85,19 @@ class _Augment:
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator):
         self.pipeline.set_random_state(rng, random.Random(int(rng.integers(2**63))))
-        out = self.pipeline(image=image) if mask is None else self.pipeline(image=image, mask=mask)
+        # What preprocessing blanked (outside the head) moves with the head and stays blank: brightness and noise
+        # would otherwise light it, which no input at inference has, and a cell-scored model reads the head's cells
+        # off the blank.
+        head = (image.max(axis=-1) if image.ndim == 3 else image) > 0
+        targets = {"image": image, "masks": [head.astype(np.uint8)]}
+        if mask is not None:
+            targets["mask"] = mask
+        out = self.pipeline(**targets)
         image = out["image"]
         if self.strength in ("heavy", "domain") and rng.random() < 0.4:
             image = bias_field(image, rng)
         if self.strength == "domain" and rng.random() < 0.5:
             image = random_intensity_curve(image, rng)
+        blank = np.asarray(out["masks"][0]) == 0
+        image = np.where(blank[..., None] if image.ndim == 3 else blank, 0, image).astype(np.uint8)
         return image, out.get("mask")

@@ -30,14 +30,19 @@ def split_samples(run_dir: Path) -> dict[str, list[Sample]]:
     return {part: [s for s in samples if str(s.path) in split[part]] for part in ("val", "test")}
 
 
-def gradcam_scores(samples: dict[str, list[Sample]], model: LoadedModel, limit_per_source: int = 300) -> dict:
-    """Grad-CAM pointing game on the validation tumour slices that have masks or outlines."""
+def outlined_validation(samples: dict[str, list[Sample]], limit_per_source: int = 300) -> list[Sample]:
+    """The validation tumour slices with a mask or an outline, at most `limit_per_source` of each source."""
     chosen, per_source = [], {}
     for s in samples["val"]:
         if s.label == 1 and (s.mask is not None or s.outline is not None):
             if per_source.setdefault(s.source, 0) < limit_per_source:
                 per_source[s.source] += 1
                 chosen.append(s)
+    return chosen
+
+
+def gradcam_scores(chosen: list[Sample], model: LoadedModel) -> dict:
+    """Grad-CAM pointing game on outlined tumour slices (outlined_validation)."""
     return evaluate_samples(model, chosen, tta=1, gradcam=True)["explanations"]
 
 
@@ -96,6 +101,13 @@ def _mid_brain_lines(mid: dict | None) -> list[str]:
 
 def _supervision_line(cfg: dict) -> str:
     line = "- Supervision: the slice label (tumour / no tumour)"
+    if cfg.get("cell_score"):
+        return line + (" on the score, which is a smooth maximum (LogSumExp, learnt sharpness) of per-cell tumour "
+                       "logits over the cells inside the head (`cell_logit`, pooled by `logit`); no globally pooled "
+                       "path reaches it. A lesion loss (weight "
+                       f"{cfg.get('lesion_weight', 0):g}) trains the same cells on the LGG masks and Br35H outlines of "
+                       "the training images (and that no-tumour slices have none). Grad-CAM reads `cell_evidence`, "
+                       "the features those cells score, so its peak is the cell that carries the score.")
     if cfg.get("lesion_weight"):
         line += (f", plus a lesion loss (weight {cfg['lesion_weight']:g}) during training: a 1x1 convolution on the "
                  "Grad-CAM layer learns where the tumour is from the LGG masks and Br35H outlines of the training "
@@ -106,6 +118,19 @@ def _supervision_line(cfg: dict) -> str:
     if cfg.get("lesion_weight"):
         return line + ". That convolution is dropped after training; it only asks the layer to carry the location."
     return line + " only."
+
+
+def _deletion_line(deletion: dict | None) -> str:
+    if not deletion:
+        return "- Deletion test (does the map show what the score rests on?): not measured for this release."
+    share = next(iter(deletion.values()))["share"]
+    parts = [f"{s}: {v['drop_top']:+.3f} against {v['drop_random']:+.3f} over {v['n']} slices"
+             + (f" ({v['empty_maps']} with an empty map left out)" if v["empty_maps"] else "")
+             for s, v in deletion.items() if v["n"]]
+    return (f"- Deletion test on the same slices: the map's top {share:.0%} of head cells filled with the head's median "
+            "grey, against as many random head cells (mean of three draws); mean drop of the calibrated probability, "
+            "top cells against random: " + ("; ".join(parts) or "no slice with a map") + ". A map that shows the "
+            "evidence makes the first drop the larger.")
 
 
 def _leave_out_lines(runs: list[Path], cfg: dict, mid_brain: dict[str, dict] | None = None) -> list[str]:
@@ -252,6 +277,7 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         + ("; ".join(f"{s}: peak inside the tumour on {v['pointing_game']:.1%} of {v['n']} slices, "
                      f"{v['energy_inside']:.1%} of the map's energy inside" for s, v in explanations.items()
                      if v["n"]) or "not measured") + ".",
+        _deletion_line(m.get("metrics", {}).get("deletion")),
         *_leave_out_lines(list(leave_out_runs or []), cfg, leave_out_mid_brain),
         "## Known limitations",
         *_limitations(res, m),

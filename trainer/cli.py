@@ -24,7 +24,7 @@ def _config(args) -> TrainConfig:
     changes = {k: getattr(args, k, None) for k in ("arch", "epochs", "img_size", "seed", "batch_size", "augment",
                                                     "loss", "optimizer", "schedule", "backbone_weights",
                                                     "steps_per_epoch", "cache_dir", "strip_rim",
-                                                    "lesion_weight", "lesion_evidence", "intensity_scale",
+                                                    "lesion_weight", "lesion_evidence", "cell_score", "intensity_scale",
                                                     "precision", "workers")}
     if getattr(args, "exclude_source", None):
         changes["exclude_sources"] = list(args.exclude_source)
@@ -109,6 +109,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="weight of the auxiliary tumour-location loss on the Grad-CAM layer (0: off)")
     p.add_argument("--lesion-evidence", action="store_true", default=None, dest="lesion_evidence",
                    help="let the logit read the peak of a tumour map on the Grad-CAM layer")
+    p.add_argument("--cell-score", action="store_true", default=None, dest="cell_score",
+                   help="score each image by a smooth maximum of per-cell tumour logits inside the head")
     p.add_argument("--exclude-source", action="append", help="keep a source out of training (leave-source-out)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="mixed_bfloat16 computes in bfloat16 (fast on a GPU); the exported package is float32 either way")

@@ -45,6 +45,12 @@ class TrainConfig:
     # Weight of the auxiliary lesion loss (tumour masks and outlines on the Grad-CAM layer); 0 trains without it.
     lesion_weight: float = 0.0
     lesion_evidence: bool = False  # the classifier's logit also reads the peak of that tumour map (ArchConfig)
+    # The logit is a smooth maximum of per-cell tumour logits inside the head (ArchConfig.cell_score); the lesion loss
+    # then supervises those cells and Grad-CAM reads the evidence they score.
+    cell_score: bool = False
+    # Backbone layers up to and including this one stay frozen in every stage (their BatchNorm too): on two CPU cores
+    # a ResNet50's early stages cost most of the backward pass and gain least from fine-tuning. None trains them all.
+    freeze_through: str | None = None
     # The layer Grad-CAM reads (written into the package) and the lesion loss supervises; None: the architecture's last
     # convolutional block (GRADCAM_LAYERS). A finer one (ResNet50 conv4_block6_out: 7x7 cells at 112 px) can point
     # where a 4x4 grid cannot.
@@ -121,6 +127,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("lesion_weight must be 0 or more")
     if cfg.lesion_evidence and cfg.gradcam_layer is not None:
         raise ValueError("lesion_evidence reads the architecture's last block; it cannot be combined with gradcam_layer")
+    if cfg.cell_score and (cfg.lesion_evidence or cfg.gradcam_layer is not None):
+        raise ValueError("cell_score fixes the Grad-CAM layer (the evidence its cells score): "
+                         "it cannot be combined with lesion_evidence or gradcam_layer")
+    if cfg.freeze_through is not None and cfg.arch != "resnet50":
+        raise ValueError("freeze_through names a ResNet50 backbone layer; the CNN trains whole")
     from .train_graph import PRECISIONS
 
     if cfg.precision not in PRECISIONS:

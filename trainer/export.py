@@ -40,7 +40,7 @@ def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | No
         name=name or NAMES[arch],
         architecture=arch,
         preprocessing=PreprocessSpec.from_dict(res["preprocessing"]),
-        gradcam_layer=gradcam_layer(arch, cfg.get("gradcam_layer")),
+        gradcam_layer=gradcam_layer(arch, cfg.get("gradcam_layer"), bool(cfg.get("cell_score"))),
         temperature=float(res["temperature"]),
         logit_bias=float(res.get("logit_bias", 0.0)),
         threshold=_point(res["threshold"], "youden_j", data),
@@ -71,7 +71,9 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     from brainmri_desktop.core.inference import LoadedModel
     from brainmri_desktop.core.packages import ModelEntry
 
-    from .card import gradcam_scores, mid_brain_metrics, model_card, reproduce_commands, split_samples
+    from .card import (gradcam_scores, mid_brain_metrics, model_card, outlined_validation, reproduce_commands,
+                       split_samples)
+    from .faithfulness import deletion_test
 
     def run_model(run: Path, manifest: Manifest) -> LoadedModel:
         model = keras.models.load_model(Path(run) / "model.keras", compile=False, safe_mode=True)
@@ -86,8 +88,10 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     cams, mid, leave_out_mid = {}, {}, {}
     if explain:
         samples = split_samples(run_dir)
-        cams, mid = gradcam_scores(samples, loaded), mid_brain_metrics(samples, loaded)
-        manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": cams, "mid_brain": mid})
+        outlined = outlined_validation(samples)
+        cams, mid = gradcam_scores(outlined, loaded), mid_brain_metrics(samples, loaded)
+        manifest = replace(manifest, metrics={**manifest.metrics, "gradcam": cams, "mid_brain": mid,
+                                              "deletion": deletion_test(loaded, outlined)})
         for run in leave_out_runs or []:
             leave_out_mid[Path(run).name] = mid_brain_metrics(split_samples(run), run_model(run, manifest_from_run(run)))
     trained = reproduce_commands(json.loads((run_dir / "results.json").read_text()))

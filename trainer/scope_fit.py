@@ -159,6 +159,9 @@ def fit(keras_model, manifest: Manifest, parts: dict[str, list[Sample]], per_sou
     """Fit on the training part (a fixed subset of `per_source` per source), threshold on validation, and the in-scope
     share on validation and on the held-out test part (never used for the fit)."""
     layers, grid = LAYERS[manifest.architecture]
+    # a cell-scored ResNet50 ends at conv4: the guard reads the stages it has
+    present = {layer.name for layer in keras_model.layers}
+    layers = tuple(name for name in layers if name in present)
     net = scoring_model(keras_model, layers)
     train = fixed_subset(parts["train"], per_source, seed)
     log(f"scope: features of {len(train)} training images")

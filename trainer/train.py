@@ -98,7 +98,7 @@ class Stage:
 
 
 def plan_stages(cfg: TrainConfig) -> list[Stage]:
-    if cfg.arch == "resnet50" and cfg.backbone_weights != "random":
+    if cfg.arch == "resnet50" and (cfg.backbone_weights != "random" or cfg.init_from):
         return [Stage("head", cfg.head_epochs, cfg.img_size, cfg.head_lr, "adam", "head"),
                 Stage("finetune", max(0, cfg.epochs - cfg.head_epochs), cfg.img_size, cfg.finetune_lr, "adamw", "top")]
     stages = [Stage(f"size{s}", e, s, cfg.lr, cfg.optimizer, "all") for s, e in cfg.progressive]
@@ -106,13 +106,21 @@ def plan_stages(cfg: TrainConfig) -> list[Stage]:
     return stages + [Stage("final", max(1, rest), cfg.img_size, cfg.lr, cfg.optimizer, "all")]
 
 
-def set_trainable(model, mode: str, unfreeze: int) -> None:
+def set_trainable(model, mode: str, unfreeze: int, freeze_through: str | None = None) -> None:
+    """`mode` all, head (the backbone frozen) or top (the last `unfreeze` backbone layers train); the backbone up to
+    and including `freeze_through` stays frozen whatever the mode."""
     import keras
 
-    backbone = set(backbone_layer_names(model)) if model.name == "brainmri_resnet50" else set()
-    top = set(backbone_layer_names(model)[-unfreeze:]) if unfreeze and backbone else set()
+    order = backbone_layer_names(model) if model.name == "brainmri_resnet50" else []
+    backbone = set(order)
+    top = set(order[-unfreeze:]) if unfreeze and backbone else set()
+    if freeze_through is not None and freeze_through not in backbone:
+        raise ValueError(f"freeze_through: the model has no backbone layer {freeze_through!r}")
+    frozen = set(order[:order.index(freeze_through) + 1]) if freeze_through else set()
     for layer in model.layers:
-        if mode == "all" or layer.name not in backbone:
+        if layer.name in frozen:
+            layer.trainable = False
+        elif mode == "all" or layer.name not in backbone:
             layer.trainable = True
         elif mode == "top":
             # BatchNorm statistics stay frozen while fine-tuning: small batches would wreck them.
@@ -233,7 +241,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
                "epochs": [state["epoch"], state["epoch"]], "seconds": 0.0}
     state.setdefault("sessions", []).append(session)
     arch_cfg = ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
-                          lesion_evidence=cfg.lesion_evidence)
+                          lesion_evidence=cfg.lesion_evidence, cell_score=cfg.cell_score)
     with precision(cfg.precision):
         model = _build_with_backbone(arch_cfg)
     if cfg.init_from:  # a resumed run then loads its own checkpoint over these
@@ -255,7 +263,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
         if state["stopped"] or state["epoch"] >= end:
             start = end
             continue
-        set_trainable(model, stage.trainable, cfg.unfreeze)
+        set_trainable(model, stage.trainable, cfg.unfreeze, cfg.freeze_through)
         compile_model(graph, stage, cfg, lesion_head=guided)
         initial = state["epoch"]
         if initial > 0 and (ckpt.dir / "last.weights.h5").exists():

@@ -16,7 +16,7 @@ from brainmri_desktop.core.preprocess import to_model_input
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Layers whose output feeds a loss: computed in float32 under mixed precision, so the loss sees full-precision values.
-FLOAT32_OUTPUTS = ("logit", "prob", "lesion")
+FLOAT32_OUTPUTS = ("logit", "prob", "lesion", "cell_logit")
 
 
 def input_affine(normalisation: str) -> tuple[np.ndarray, np.ndarray]:

@@ -121,6 +121,12 @@ class GradCAM:
         maps = self._maps(backend.pad_batch(x, self._compiled_per_shape))
         return np.asarray(maps, dtype=np.float32)[: len(x)]
 
+    def cell_maps(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Unscaled maps on the target layer's own grid (N, h, w) for preprocessed [0, 1] images (N, S, S): one value
+        per cell, as the layer sees the slice, for measures that rank cells (the trainer's deletion test)."""
+        return np.concatenate([self._raw_maps(to_model_input(images[i:i + batch_size], self._normalisation))
+                               for i in range(0, len(images), batch_size)])
+
     def input_maps(self, images: np.ndarray) -> np.ndarray:
         """Maps at model-input size (N, S, S), each scaled to [0, 1] (all zero where nothing pushes the logit up)."""
         size = images.shape[1]

@@ -163,6 +163,8 @@ def load_keras_model(path: Path, manifest: Manifest):
     """Build the Keras model from its config in safe mode (no arbitrary code) and set its weights."""
     import keras
 
+    from . import cell_layers  # noqa: F401 - registers the layers a cell-scored model's config names
+
     try:
         config = json.loads((path / manifest.architecture_file).read_text(encoding="utf-8"))
         # safe_mode refuses Lambda layers and anything else that would run code stored in the package.
