@@ -272,7 +272,9 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         f"{res['high_sensitivity']['sensitivity']:.3f}, specificity {res['high_sensitivity']['specificity']:.3f}).",
         f"- Test-time augmentation, validation AUC / ECE after scaling: "
         + ", ".join(f"TTA {k}: {v['auc']} / {v['ece_after']:.3f}" for k, v in res["tta_comparison"].items())
-        + f"; default TTA {res['default_tta']} (more views are kept only when they raise AUC by > 0.002).",
+        + f"; default TTA {res['default_tta']} " + ("(chosen with `brainmri-train choose-tta`, calibration and "
+                                                     "threshold refitted for it)." if res.get("tta_choice") == "chosen"
+                                                     else "(more views are kept only when they raise AUC by > 0.002)."),
         "- Grad-CAM on validation tumour slices with a mask (LGG) or an outline (Br35H): "
         + ("; ".join(f"{s}: peak inside the tumour on {v['pointing_game']:.1%} of {v['n']} slices, "
                      f"{v['energy_inside']:.1%} of the map's energy inside" for s, v in explanations.items()

@@ -51,6 +51,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_choose_tta(args) -> int:
+    from .train import choose_tta
+
+    res = choose_tta(args.run_dir, args.views)
+    print(f"default TTA {res['default_tta']}: validation AUC {res['validation']['auc']['value']}, "
+          f"threshold {res['threshold']['threshold']:.3f}, ECE {res['ece_after']:.3f}")
+    return 0
+
+
 def cmd_eda(args) -> int:
     from .eda import eda
 
@@ -160,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leave-out", action="append", type=Path, default=[],
                    help="a run trained with --exclude-source: its figures go into the model card (repeatable)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("choose-tta", help="make N views a run's default TTA, recalibrated from its saved predictions")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--views", type=int, required=True)
+    p.set_defaults(func=cmd_choose_tta)
     from .scope_fit import add_fit_scope_parser
 
     add_fit_scope_parser(sub)

@@ -397,6 +397,42 @@ def evaluate_predictions(cfg, logits_val, y_val, src_val, logits_test, y_test, s
     return out
 
 
+def tta_results(cfg: TrainConfig, views_val, y_val, src_val, views_test, y_test, src_test, calib_mask,
+                views: int | None = None) -> dict:
+    """Calibration, thresholds and metrics at one view and at `cfg.tta_eval` views, for the default number of views:
+    `views` when given (a choice made for speed or robustness, `choose-tta`), else the most views only when they
+    measurably help on validation (TTA must earn its place)."""
+    by_tta = {}
+    for k in sorted({1, cfg.tta_eval, views or 1}):
+        lt = views_test[:k].mean(0) if views_test is not None and len(views_test) else np.zeros(0)
+        by_tta[k] = evaluate_predictions(cfg, views_val[:k].mean(0), y_val, src_val, lt, y_test, src_test, calib_mask)
+    summary = {str(k): {"auc": r["validation"]["auc"]["value"], "ece_after": r["ece_after"]} for k, r in by_tta.items()}
+    auc = {k: r["validation"]["auc"]["value"] or 0.0 for k, r in by_tta.items()}
+    k = cfg.tta_eval
+    best_k = views or (k if auc[k] > auc[1] + 0.002 and by_tta[k]["ece_after"] <= by_tta[1]["ece_after"] + 0.01 else 1)
+    return {**by_tta[best_k], "default_tta": best_k, "tta_comparison": summary,
+            "tta_choice": "chosen" if views else "auc"}
+
+
+def choose_tta(run_dir: Path, views: int) -> dict:
+    """Make `views` the run's default TTA: calibration, thresholds and every metric refitted on the mean logit of that
+    many views from the run's saved predictions, results.json rewritten. For a choice the AUC rule would not make
+    (a flip pair as a second look at every slice, when it costs little time)."""
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    results = json.loads((run_dir / "results.json").read_text())
+    with np.load(run_dir / "predictions.npz") as z:
+        p = {k: z[k] for k in z.files}
+    if not 1 <= views <= len(p["val_logits"]):
+        raise ValueError(f"{run_dir}: the run saved predictions of {len(p['val_logits'])} views; {views} asked")
+    calib_mask = ~np.isin(p["val_sources"], list(cfg.exclude_sources))
+    results.update(tta_results(replace(cfg, tta_eval=len(p["val_logits"])), p["val_logits"], p["val_labels"],
+                               p["val_sources"], p["test_logits"], p["test_labels"], p["test_sources"], calib_mask,
+                               views))
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
+    return results
+
+
 def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, command: str = "",
         packed: Path | None = None, time_budget: float | None = None) -> dict:
     """The whole `train` command: writes config, split, checkpoints, model, results and plots into run_dir."""
@@ -432,18 +468,9 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, comman
     views_test = view_logits(model, prepared.images(test_idx), norm, cfg.tta_eval) if len(test_idx) else None
     y_val, src_val = prepared.labels[val_idx], prepared.sources[val_idx]
     y_test, src_test = prepared.labels[test_idx], prepared.sources[test_idx]
-    by_tta = {}
-    for k in sorted({1, cfg.tta_eval}):
-        lt = views_test[:k].mean(0) if views_test is not None else np.zeros(0)
-        by_tta[k] = evaluate_predictions(cfg, views_val[:k].mean(0), y_val, src_val, lt, y_test, src_test, calib_mask)
-    tta_summary = {str(k): {"auc": r["validation"]["auc"]["value"], "ece_after": r["ece_after"]} for k, r in by_tta.items()}
-    # TTA must earn its place: more views only when they measurably help on validation.
-    auc = {k: r["validation"]["auc"]["value"] or 0.0 for k, r in by_tta.items()}
-    k = cfg.tta_eval
-    best_k = k if auc[k] > auc[1] + 0.002 and by_tta[k]["ece_after"] <= by_tta[1]["ece_after"] + 0.01 else 1
-    results = dict(by_tta[best_k])
+    results = tta_results(cfg, views_val, y_val, src_val, views_test, y_test, src_test, calib_mask)
+    best_k = results["default_tta"]
     results.update({
-        "default_tta": best_k, "tta_comparison": tta_summary,
         "epochs_trained": state["epoch"], "best_epoch": state["best_epoch"],
         "train_seconds": round(time.time() - t0, 1), "epoch_seconds": round(state.get("epoch_seconds", 0.0), 1),
         "sessions": state["sessions"],
