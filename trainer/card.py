@@ -110,8 +110,8 @@ def _supervision_line(cfg: dict) -> str:
                        "the features those cells score, so its peak is the cell that carries the score.")
     if cfg.get("lesion_weight"):
         line += (f", plus a lesion loss (weight {cfg['lesion_weight']:g}) during training: a 1x1 convolution on the "
-                 "Grad-CAM layer learns where the tumour is from the LGG masks and Br35H outlines of the training "
-                 "images (and that no-tumour slices have none)")
+                 "Grad-CAM layer is trained on the LGG masks and Br35H outlines of the training images (and on "
+                 "no-tumour slices having none); whether the Grad-CAM map then points at tumours is measured below")
     if cfg.get("lesion_evidence"):
         return line + (". The logit reads the highest cell of that tumour map beside the head's features (layers "
                        "`lesion`, `lesion_peak`, `evidence`), so the decision rests partly on a located finding.")
