@@ -662,3 +662,69 @@ def test_brainmri_pacs_failures_are_one_line_and_leave_nothing(case, orthanc, sc
     assert status != 0 and len(lines) == 1 and "Traceback" not in err, err
     assert not stdout and not out.exists() and _nothing_written()
     assert not [s for s in list_series(client_for(orthanc.dicomweb), scanner_study) if s.modality == "SR"]
+
+
+IDENTITY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+            "AccessionNumber", "ReferringPhysicianName")
+
+
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_results_are_sent_whatever_identity_the_sources_lack(orthanc, tmp_path, capsys, how):
+    """Issue 26 item 1: converted and anonymised series lack type-2 identity (PatientSex, StudyTime...); the report
+    and the captures are built from what the source has, one study per attribute lacking and one lacking them all."""
+    from brainmri_desktop.pacs.sc import burn_overlay
+    from brainmri_desktop.pacs.send import send_results
+
+    client = client_for(orthanc.dicomweb)
+    overlay = burn_overlay(np.linspace(0, 1, 64 * 64).reshape(64, 64), np.ones((8, 8), np.float32))
+    for lacking in [(k,) for k in IDENTITY] + [IDENTITY]:
+        study_uid = generate_uid()
+        paths = scanner_series(tmp_path / "up" / lacking[0] / str(len(lacking)), study_uid, n=2)
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            ds.PatientName = "Anonymous"  # one part only: highdicom warns with the name in the text
+            for keyword in lacking:
+                if how == "missing":
+                    delattr(ds, keyword)
+                else:
+                    setattr(ds, keyword, "")
+            ds.save_as(path, enforce_file_format=True)
+            orthanc.upload(path)
+        mr = retrieve_study(client, StudyCache(tmp_path / "c" / study_uid), study_uid).paths
+        sent = send_results(client, _findings(sorted(mr), [0.9, 0.1]), {0: overlay})
+        assert sent.overlay_count == 1, lacking
+        back = retrieve_study(client, StudyCache(tmp_path / "b" / study_uid), study_uid,
+                              series_uids=[sent.sr_series_uid, sent.overlay_series_uid]).paths
+        for ds in map(pydicom.dcmread, back):
+            assert ds.StudyInstanceUID == study_uid and all(ds.get(k, "x") == "" for k in lacking), lacking
+    assert "Anonymous" not in capsys.readouterr().err
+
+
+def test_a_source_without_its_references_is_one_line_naming_what_it_lacks(tmp_path):
+    from brainmri_desktop.core.errors import UnreadableFileError
+    from brainmri_desktop.pacs.send import send_results
+
+    path = scanner_series(tmp_path, generate_uid(), n=1)[0]
+    ds = pydicom.dcmread(path)
+    del ds.SOPClassUID
+    ds.save_as(path)
+    with pytest.raises(UnreadableFileError, match="no SOPClassUID"):
+        send_results(None, _findings([path], [0.9]))
+
+
+def test_brainmri_predict_sends_results_for_a_study_without_sex_time_id_or_referrer(orthanc, model_dir, tmp_path,
+                                                                                  capsys):
+    """Issue 26's bar: the instances lack PatientSex, StudyTime, StudyID and ReferringPhysicianName."""
+    study_uid = generate_uid()
+    for path in scanner_series(tmp_path / "up", study_uid, n=4):
+        ds = pydicom.dcmread(path)
+        for keyword in ("PatientSex", "StudyTime", "StudyID", "ReferringPhysicianName"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path, enforce_file_format=True)
+        orthanc.upload(path)
+    status, _, err = _brainmri(["predict", "--server", orthanc.dicomweb, "--study", study_uid, "--send-results",
+                                "--include-out-of-scope", "--out", str(tmp_path / "p.csv"),
+                                "--models-dir", str(model_dir), "--model", "tiny-cnn"], capsys)
+    assert status == 0 and "Traceback" not in err, err
+    assert [s.modality for s in list_series(client_for(orthanc.dicomweb), study_uid)].count("SR") == 1

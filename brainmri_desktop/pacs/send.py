@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,10 +39,14 @@ def send_results(client: Server, findings: TriageFindings,
     `sc.burn_overlay`) and stores them in the source study. Raises PacsError when the server does not take them."""
     sources = _sources(findings)
     try:
-        sr = build_sr(findings, sources)
-    except ValueError as exc:  # nothing to report, or slices of several studies
-        raise BrainMRIError(None, f"no report sent: {exc}") from None
-    captures = build_overlay_images(list(findings.slices), sources, overlays or {})
+        with warnings.catch_warnings():
+            # highdicom warns about a one-part patient name with the name in the text: identity stays out of logs.
+            warnings.filterwarnings("ignore", message=".*person name", category=UserWarning)
+            sr = build_sr(findings, sources)
+            captures = build_overlay_images(list(findings.slices), sources, overlays or {})
+    except (ValueError, TypeError) as exc:  # its text may quote a patient's value: only its kind is shown
+        raise BrainMRIError(None, "no report sent: a value copied from the source instances' patient or study "
+                                  f"header is not valid DICOM ({type(exc).__name__})") from None
     client.store([sr, *captures], str(sr.StudyInstanceUID))
     return SentResults(
         study_uid=str(sr.StudyInstanceUID), sr_series_uid=str(sr.SeriesInstanceUID),

@@ -14,6 +14,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from ..core.errors import BrainMRIError, UnreadableFileError
 from ..core.report import DISCLAIMER
 from .findings import TriageFindings
 
@@ -54,6 +55,12 @@ SOURCE_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirt
                    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
                    "StudyDescription", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "NumberOfFrames",
                    "ImageOrientationPatient", "SpecificCharacterSet")
+# Type 2 in the patient and study modules: a result must hold them, empty when the source has no value. highdicom
+# reads them off the evidence unguarded, and converted or anonymised series often lack them.
+TYPE2_IDENTITY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                  "AccessionNumber", "ReferringPhysicianName")
+# Without these no result can say which images it is about.
+REQUIRED = ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID")
 
 
 def source_header(path: Path) -> pydicom.Dataset:
@@ -62,6 +69,12 @@ def source_header(path: Path) -> pydicom.Dataset:
     for keyword in SOURCE_KEYWORDS:
         if keyword in full:
             setattr(header, keyword, full.data_element(keyword).value)
+    if missing := [k for k in REQUIRED if not header.get(k)]:
+        raise UnreadableFileError(path, f"the source instance has no {', '.join(missing)}, which a report must "
+                                        "reference")
+    for keyword in TYPE2_IDENTITY:
+        if header.get(keyword) is None:
+            setattr(header, keyword, "")
     return header
 
 
@@ -88,10 +101,10 @@ def _slice_item(finding, source: pydicom.Dataset) -> hd.sr.ContainerContentItem:
 
 def build_sr(findings: TriageFindings, sources: Mapping[Path, pydicom.Dataset]) -> hd.sr.ComprehensiveSR:
     if not findings.slices:
-        raise ValueError("no slice results to report")
+        raise BrainMRIError(None, "no report sent: no slice results to report")
     studies = {str(ds.StudyInstanceUID) for ds in sources.values()}
     if len(studies) != 1:
-        raise ValueError("the slices come from more than one study; a report belongs to one")
+        raise BrainMRIError(None, "no report sent: the slices come from more than one study; a report belongs to one")
     model = findings.model
     root = hd.sr.ContainerContentItem(TITLE)
     root.ContentSequence = hd.sr.ContentSequence([
