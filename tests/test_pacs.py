@@ -160,7 +160,7 @@ def test_send_sr_and_overlays_then_read_them_back(orthanc, study, tmp_path):
     refs = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in _sr_items(sr) if i.ValueType == "IMAGE"]
     assert refs == [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr]
     capture = next(ds for ds in back if ds.Modality == "OT")
-    assert capture.BurnedInAnnotation == "YES" and capture.ImageComments == LABEL and capture.PatientID == PATIENT_ID
+    assert capture.BurnedInAnnotation == "YES" and capture.ImageComments.startswith(LABEL) and capture.PatientID == PATIENT_ID
     assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == refs[-1]
     assert capture.pixel_array.shape == (64, 64, 3)
     # the next triage of the study retrieves its images, not the results sent into it
@@ -728,3 +728,51 @@ def test_brainmri_predict_sends_results_for_a_study_without_sex_time_id_or_refer
                                 "--models-dir", str(model_dir), "--model", "tiny-cnn"], capsys)
     assert status == 0 and "Traceback" not in err, err
     assert [s.modality for s in list_series(client_for(orthanc.dicomweb), study_uid)].count("SR") == 1
+
+
+def test_the_report_carries_each_marks_reader_and_time_and_a_disagreed_capture_says_so(orthanc, study, tmp_path):
+    """Issue 26 item 2: the SR holds each reviewed slice's mark, reader and time; the capture of a slice the reader
+    disagreed with is labelled so, and every capture and the SR carry the caveat on the model's map."""
+    from dataclasses import replace
+
+    from brainmri_desktop.core.review import Mark
+    from brainmri_desktop.pacs.sc import REVIEW_LINES, burn_overlay, capture_lines
+    from brainmri_desktop.pacs.send import send_results
+
+    client = client_for(orthanc.dicomweb)
+    mr = sorted(p for p in retrieve_study(client, StudyCache(), study).paths
+                if pydicom.dcmread(p, stop_before_pixels=True).SeriesNumber == 3)[:4]
+    marks = {0: Mark("agree", "", "Dr Reader", "2026-12-03T07:00:00+01:00"),
+             1: Mark("disagree", "a vessel", "Dr Other", "2026-12-03T07:05:00+01:00"), 2: Mark("", "note only", "", "")}
+    caveat = "For this model the Grad-CAM map does not show where a tumour is"
+    base = _findings(mr, [0.9, 0.8, 0.2, 0.7])
+    findings = replace(base, slices=tuple(replace(s, mark=marks.get(k)) for k, s in enumerate(base.slices)),
+                       gradcam_caveat=caveat)
+    image = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    overlays = {k: burn_overlay(image, np.ones((8, 8), np.float32), capture_lines(findings.slices[k], caveat))
+                for k in (0, 1, 3)}
+    assert not np.array_equal(overlays[0], overlays[1])  # the review is burnt in, not only written in a header
+    sent = send_results(client, findings, overlays)
+    back = [pydicom.dcmread(p) for p in retrieve_study(client, StudyCache(tmp_path / "c"), study,
+                                                       series_uids=[sent.sr_series_uid, sent.overlay_series_uid]).paths]
+    sr = next(ds for ds in back if ds.Modality == "SR")
+    slices = [i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "SLICE"]
+
+    def values(item, code):
+        for child in item.ContentSequence:
+            if child.ConceptNameCodeSequence[0].CodeValue == code:
+                return (child.ConceptCodeSequence[0].CodeValue if child.ValueType == "CODE"
+                        else child.get("TextValue") or child.get("DateTime"))
+        return None
+
+    assert [values(s, "REVIEW") for s in slices] == ["AGREE", "DISAGREE", None, None]
+    assert [values(s, "READER") for s in slices] == ["Dr Reader", "Dr Other", None, None]
+    assert [values(s, "MARKEDAT") for s in slices] == ["20261203070000+0100",
+                                                       "20261203070500+0100", None, None]
+    assert [values(s, "NOTE") for s in slices] == [None, "a vessel", "note only", None]
+    assert caveat in [str(i.get("TextValue", "")) for i in _sr_items(sr)]
+    comments = {ds.SourceImageSequence[0].ReferencedSOPInstanceUID: ds.ImageComments
+                for ds in back if ds.Modality == "OT"}
+    uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr]
+    assert REVIEW_LINES["disagree"] in comments[uids[1]] and REVIEW_LINES["agree"] in comments[uids[0]]
+    assert "NOT REVIEWED" in comments[uids[3]] and all(caveat.upper() in c for c in comments.values())

@@ -168,7 +168,32 @@ def test_the_pdf_shows_every_flagged_slice_up_to_the_bound_and_counts_those_left
     assert "reader: disagree (by Reader One, " in text and "note: motion" in text
     write_pdf(report, tmp_path / "bounded.pdf", lambda i: None, max_slices=3)
     text = pdf_text((tmp_path / "bounded.pdf").read_bytes())
-    assert "the 3 with the highest probability; 4 left out" in text
-    # the most probable three (the last slices here), in slice order
-    assert [i for i in range(7) if f"slice {i + 1}: s{i}.png" in text] == [4, 5, 6]
-    assert "slice 1  disagree (by Reader One, " in text  # the mark on a slice not shown is still listed
+    assert "4 left out (the marked and the most probable are kept)" in text
+    # the marked slice, then the most probable two (the last slices here), in slice order
+    assert [i for i in range(7) if f"slice {i + 1}: s{i}.png" in text] == [0, 5, 6]
+    assert "slice 1  disagree (by Reader One, " in text
+
+
+def test_the_pdf_pictures_unflagged_slices_with_a_second_look_or_a_mark_and_the_csv_names_the_model(tmp_path,
+                                                                                                     model_dir):
+    """Issue 26 item 4: a reader who agreed with an unflagged slice finds it in the PDF; the CSV says which model."""
+    from dataclasses import replace
+
+    from brainmri_desktop.core.model_choice import gradcam_caveat
+
+    report = _report(model_dir, 5, {1: ("agree", "tumour, missed", "R1")})
+    t = report.point.threshold
+    report.results = {i: SliceResult(i, p, 0.0, lo, hi, 2, 0.5) for i, (p, lo, hi) in enumerate(
+        [(0.1, 0.05, 0.15), (t - 0.2, t - 0.25, t - 0.15), (t - 0.01, t - 0.1, t + 0.1), (0.9, 0.85, 0.95),
+         (0.05, 0.0, 0.1)])}
+    report.decisions = {i: replace(report.decisions[i], flagged=r.probability >= t,
+                                   second_look=r.p_low < t <= r.p_high) for i, r in report.results.items()}
+    assert report.flagged == [3] and report.pdf_slices() == [1, 2, 3]
+    write_pdf(report, tmp_path / "r.pdf", lambda i: None)
+    text = pdf_text((tmp_path / "r.pdf").read_bytes())
+    assert [i for i in range(5) if f"slice {i + 1}: s{i}.png" in text] == [1, 2, 3]
+    assert f"p = {t - 0.2:.3f} (threshold {t:.3f}) - not " in text and "reader: agree (by R1, " in text  # "fl": a ligature
+    assert gradcam_caveat(report.manifest) in text
+    write_csv(report, tmp_path / "r.csv")
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert {(r["model_id"], r["model_version"]) for r in rows} == {(report.manifest.id, report.manifest.version)}

@@ -35,6 +35,26 @@ def gradcam_points_at_tumours(manifest: Manifest, share: float = POINTING_BAR) -
     return bool(scores) and min(scores) >= share
 
 
+def gradcam_caveat(manifest: Manifest) -> str | None:
+    """The warning that goes with this model's Grad-CAM map wherever it is shown (the window, the PDF, the captures
+    and the structured report sent to a PACS), or None when the trainer measured the map pointing at tumours."""
+    if not pointing_scores(manifest.metrics):
+        return ("Grad-CAM not measured against tumour outlines: read the map as what drove the score, "
+                "not as a location")
+    if gradcam_points_at_tumours(manifest):
+        return None
+    return "For this model the Grad-CAM map does not show where a tumour is: read it as what drove the score"
+
+
+def gradcam_measured(manifest: Manifest) -> str:
+    """What the trainer measured of the map, in words ("" when it measured nothing)."""
+    cams = pointing_scores(manifest.metrics)
+    if not cams:
+        return ""
+    shares = ", ".join(f"{v['pointing_game']:.0%} of {v.get('n', '?')} ({k})" for k, v in cams.items())
+    return f"Grad-CAM: its peak lay inside the tumour on {shares} outlined validation slices"
+
+
 def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntry:
     """The entry with this id, or the default: a bundled model whose Grad-CAM was measured to point at tumours (the
     window shows that map beside every slice, and a map that points elsewhere misleads the reader), then the best

@@ -1,7 +1,10 @@
-"""The study report: a per-slice CSV and a PDF of the flagged slices with their Grad-CAM overlays and the reader's marks.
+"""The study report: a per-slice CSV and a PDF of the slices to look at with their Grad-CAM overlays and the reader's
+marks.
 
-The PDF shows every flagged slice up to `PDF_MAX_SLICES` (three to a page); past that it shows the ones with the
-highest probability and says on its first page how many it left out and why. Each mark appears with its reader and
+The PDF pictures every flagged slice, and every unflagged one with a second look or a reader's mark (a reader who
+agreed with an unflagged slice must find it there), up to `PDF_MAX_SLICES` (three to a page); past that it keeps the
+marked ones, then the most probable, and says on its first page how many it left out and why. Every page carries the
+disclaimer, and the caveat on the model's Grad-CAM map when it has one (core.model_choice.gradcam_caveat). Each mark appears with its reader and
 time, beside its slice and in a list of every mark (flagged or not). Patient identity goes into an export only when
 the reader asks for it. Both files are written atomically.
 """
@@ -22,6 +25,7 @@ from .atomic import atomic_write_bytes
 from .inference import SliceResult
 from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
+from .model_choice import gradcam_caveat
 from .review import Mark
 from .session import Decision, Session
 from .wording import DISCLAIMER
@@ -31,7 +35,7 @@ from .wording import DISCLAIMER
 PDF_MAX_SLICES = 300
 PER_PAGE = 3
 MARKS_PER_PAGE = 40
-CSV_COLUMNS = ["slice", "file", "frame", "probability", "threshold", "flagged", "second_look", "tta_std",
+CSV_COLUMNS = ["slice", "file", "frame", "model_id", "model_version", "probability", "threshold", "flagged", "second_look", "tta_std",
                "augmentations", "review", "note", "reader", "marked_at", "out_of_scope"]
 A4 = (8.27, 11.69)
 
@@ -72,12 +76,18 @@ class StudyReport:
         return (f"Outside what the model was trained on: {n} slice{'s' if n != 1 else ''} ({how}; the CSV gives "
                 "each one's reason)")
 
+    @property
+    def for_review(self) -> list[int]:
+        """Slices with a result that are flagged, need a second look, or carry the reader's mark."""
+        return [i for i, d in sorted(self.decisions.items()) if d.flagged or d.second_look or i in self.marks]
+
     def pdf_slices(self, max_slices: int = PDF_MAX_SLICES) -> list[int]:
-        """The flagged slices the PDF shows, in slice order: all of them, or the `max_slices` most probable."""
-        flagged = self.flagged
-        if len(flagged) <= max_slices:
-            return flagged
-        return sorted(sorted(flagged, key=lambda i: -self.results[i].probability)[:max_slices])
+        """The slices the PDF pictures, in slice order: every `for_review` slice, or `max_slices` of them (the
+        marked first, then the most probable)."""
+        wanted = self.for_review
+        if len(wanted) <= max_slices:
+            return wanted
+        return sorted(sorted(wanted, key=lambda i: (i not in self.marks, -self.results[i].probability))[:max_slices])
 
 
 def write_csv(report: StudyReport, path: Path) -> None:
@@ -88,7 +98,8 @@ def write_csv(report: StudyReport, path: Path) -> None:
         r, d = report.results.get(i), report.decisions.get(i)
         mark = report.marks.get(i)
         writer.writerow({
-            "slice": i + 1, "file": s.path.name, "frame": s.frame,
+            "slice": i + 1, "file": s.path.name, "frame": s.frame, "model_id": report.manifest.id,
+            "model_version": report.manifest.version,
             "probability": f"{r.probability:.4f}" if r else "", "threshold": f"{report.point.threshold:.4f}" if r else "",
             "flagged": int(d.flagged) if d else "", "second_look": int(d.second_look) if d else "",
             "tta_std": f"{r.tta_std:.4f}" if r else "", "augmentations": r.augmentations if r else "",
@@ -140,11 +151,16 @@ def _summary_page(report: StudyReport, shown: list[int], max_slices: int):
         report.scope_line(),
         f"Computed on: {report.device}",
     ]
-    if len(shown) < len(flagged):
-        lines += ["", f"Shown with their maps: the {len(shown)} with the highest probability; "
-                      f"{len(flagged) - len(shown)} left out",
+    wanted = report.for_review
+    others = len([i for i in shown if i not in flagged])
+    lines += [f"Pictured with their maps: {len(shown)} slices"
+              + (f" ({others} not flagged, with a second look or a reader's mark)" if others else "")]
+    if len(shown) < len(wanted):
+        lines += [f"{len(wanted) - len(shown)} left out (the marked and the most probable are kept)",
                   f"to keep this report to {max_slices // PER_PAGE} pages of slices. "
                   "The CSV export lists every slice."]
+    if caveat := gradcam_caveat(m):
+        lines += ["", *textwrap.wrap(caveat + ".", 90)]
     verdicts = [mk.verdict or "note only" for mk in report.marks.values()]
     if verdicts:
         counts = ", ".join(f"{v} {verdicts.count(v)}" for v in ("agree", "disagree", "note only") if v in verdicts)
@@ -179,10 +195,12 @@ def _slice_page(report: StudyReport, indices: list[int], cam_for: Callable[[int]
         if cam is not None:
             ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(f"p = {r.probability:.3f} (threshold {report.point.threshold:.3f})"
+                     + ("" if d.flagged else " - not flagged")
                      + (" - second look" if d.second_look else "")
                      + (" - outside the model's scope" if d.out_of_scope else ""), fontsize=8)
         ax.axis("off")
-    fig.text(0.08, 0.03, DISCLAIMER, fontsize=7, color="darkred")
+    caveat = gradcam_caveat(report.manifest)
+    fig.text(0.08, 0.03, DISCLAIMER + (f"\n{caveat}." if caveat else ""), fontsize=7, color="darkred")
     return fig
 
 

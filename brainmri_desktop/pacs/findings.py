@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.manifest import Manifest
+from ..core.model_choice import gradcam_caveat
+from ..core.review import Mark
 
 if TYPE_CHECKING:
     from ..core.session import Session
@@ -32,6 +34,7 @@ class SliceFinding:
     probability: float
     flagged: bool  # the session's decision (core.session.decide), not re-derived here
     out_of_scope: str | None = None  # the scope verdict, when the slice lies outside what the model was trained on
+    mark: Mark | None = None  # the reader's review (verdict, note, reader, time), when the slice has one
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class TriageFindings:
     threshold: float
     operating_point: str  # how the threshold was chosen, in words (for example "youden_j on validation")
     slices: tuple[SliceFinding, ...]
+    gradcam_caveat: str | None = None  # core.model_choice.gradcam_caveat of the model: every capture carries it
 
     @property
     def flagged(self) -> list[SliceFinding]:
@@ -48,10 +52,11 @@ class TriageFindings:
 
 def session_findings(session: "Session") -> TriageFindings:
     """What a triaged series says, slice by slice in order: the slices with a result, with the session's decisions
-    (flag and scope verdict) at its operating point."""
+    (flag and scope verdict) at its operating point, and the reader's marks."""
     done = sorted(session.results)
     decisions = session.decisions()
     return TriageFindings(ModelInfo.from_manifest(session.manifest), session.point.threshold, session.threshold.label,
                           tuple(SliceFinding(session.slices[i].path, session.slices[i].frame,
                                              session.results[i].probability, decisions[i].flagged,
-                                             decisions[i].out_of_scope) for i in done))
+                                             decisions[i].out_of_scope, session.marks.get(i)) for i in done),
+                          gradcam_caveat(session.manifest))

@@ -3,7 +3,7 @@ for viewers that cannot show an overlay of their own. They join the report's stu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import cv2
 import highdicom as hd
@@ -20,16 +20,31 @@ LABEL = "GRAD-CAM OVERLAY - AI TRIAGE AID, NOT A DIAGNOSIS"
 OPACITY = 0.45
 
 
-def burn_overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
+REVIEW_LINES = {"agree": "READER AGREED WITH THIS FLAG", "disagree": "READER DISAGREED WITH THIS FLAG"}
+NOT_REVIEWED = "NOT REVIEWED BY A READER"
+
+
+def capture_lines(finding: SliceFinding, caveat: str | None = None) -> list[str]:
+    """What a capture says under its label: the reader's review of the slice (a slice the reader disagreed with is
+    sent labelled so, not as if agreed), and the caveat on this model's map when it has one."""
+    verdict = finding.mark.verdict if finding.mark is not None else ""
+    return [REVIEW_LINES.get(verdict, NOT_REVIEWED)] + ([caveat.upper()] if caveat else [])
+
+
+def burn_overlay(image: np.ndarray, cam: np.ndarray, lines: Sequence[str] = ()) -> np.ndarray:
     """RGB uint8: the slice (display values in [0, 1]) under the map (in [0, 1], resized to the slice) in the jet
-    colours, with the label written across the top so that nobody takes it for an acquired image."""
+    colours, with the label and `lines` (from `capture_lines`) written across the top so that nobody takes it for an
+    acquired image or for a map the reader accepted."""
     grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     heat = cv2.resize(np.clip(cam, 0, 1).astype(np.float32), (grey.shape[1], grey.shape[0]))
     coloured = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     rgb = cv2.addWeighted(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB), 1 - OPACITY, coloured, OPACITY, 0)
     scale = max(grey.shape[1] / 900, 0.25)
-    cv2.putText(rgb, LABEL, (2, max(int(24 * scale), 8)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                max(int(2 * scale), 1), cv2.LINE_AA)
+    step = max(int(24 * scale), 8)
+    for row, text in enumerate([LABEL, *lines], start=1):
+        colour = (255, 80, 80) if text == REVIEW_LINES["disagree"] else (255, 255, 255)
+        cv2.putText(rgb, text, (2, row * step), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(int(2 * scale), 1),
+                    cv2.LINE_AA)
     return rgb
 
 
@@ -44,9 +59,10 @@ def _orientation(source: pydicom.Dataset) -> tuple[str, str]:
     return tuple(letters[a][0 if c[a] > 0 else 1] for a, c in zip(axes, cosines))
 
 
-def build_overlay_images(findings: list[SliceFinding], sources: Mapping, overlays: Mapping[int, np.ndarray]
-                         ) -> list[hd.sc.SCImage]:
-    """One SC image per entry of `overlays` (index into `findings` -> RGB uint8 image from `burn_overlay`)."""
+def build_overlay_images(findings: list[SliceFinding], sources: Mapping, overlays: Mapping[int, np.ndarray],
+                         caveat: str | None = None) -> list[hd.sc.SCImage]:
+    """One SC image per entry of `overlays` (index into `findings` -> RGB uint8 image from `burn_overlay`, burnt with
+    the same `capture_lines`)."""
     series_uid = generate_uid()
     images = []
     for number, (index, rgb) in enumerate(sorted(overlays.items()), start=1):
@@ -56,7 +72,7 @@ def build_overlay_images(findings: list[SliceFinding], sources: Mapping, overlay
             generate_uid(), number, MANUFACTURER, patient_orientation=_orientation(source))
         sc.SeriesDescription = SC_SERIES_DESCRIPTION
         sc.BurnedInAnnotation = "YES"
-        sc.ImageComments = LABEL
+        sc.ImageComments = " - ".join([LABEL, *capture_lines(findings[index], caveat)])
         sc.ImageType = ["DERIVED", "SECONDARY"]
         sc.SourceImageSequence = [_source_reference(source, findings[index].frame)]
         images.append(sc)

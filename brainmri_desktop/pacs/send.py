@@ -43,7 +43,7 @@ def send_results(client: Server, findings: TriageFindings,
             # highdicom warns about a one-part patient name with the name in the text: identity stays out of logs.
             warnings.filterwarnings("ignore", message=".*person name", category=UserWarning)
             sr = build_sr(findings, sources)
-            captures = build_overlay_images(list(findings.slices), sources, overlays or {})
+            captures = build_overlay_images(list(findings.slices), sources, overlays or {}, findings.gradcam_caveat)
     except (ValueError, TypeError) as exc:  # its text may quote a patient's value: only its kind is shown
         raise BrainMRIError(None, "no report sent: a value copied from the source instances' patient or study "
                                   f"header is not valid DICOM ({type(exc).__name__})") from None

@@ -7,6 +7,7 @@ patient is added. Concepts DICOM has no code for use the private scheme 99BRAINM
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -38,6 +39,13 @@ PROBABILITY = _concept("PROB", "Tumour probability (calibrated model output)")
 FLAGGED = _concept("FLAG", "Flagged for review")
 FLAGGED_COUNT = _concept("NFLAGGED", "Slices flagged for review")
 OUT_OF_SCOPE = _concept("SCOPE", "Outside the model's scope (not flagged)")
+REVIEW = _concept("REVIEW", "Reader's review of the model's result")
+REVIEW_VALUES = {"agree": _concept("AGREE", "Reader agrees with the model's result"),
+                 "disagree": _concept("DISAGREE", "Reader disagrees with the model's result")}
+READER = _concept("READER", "Reader")
+MARKED_AT = _concept("MARKEDAT", "Time of the reader's review")
+NOTE = _concept("NOTE", "Reader's note")
+GRADCAM_CAVEAT = _concept("CAMCAVEAT", "Caveat on the model's Grad-CAM map")
 _CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
 
 
@@ -96,7 +104,29 @@ def _slice_item(finding, source: pydicom.Dataset) -> hd.sr.ContainerContentItem:
     ])
     if finding.out_of_scope:
         item.ContentSequence.append(_text(OUT_OF_SCOPE, finding.out_of_scope))
+    item.ContentSequence.extend(_review_items(finding.mark))
     return item
+
+
+def _review_items(mark) -> list[hd.sr.ContentItem]:
+    """The reader's mark as the window recorded it; a note-only mark has no verdict, and files written before
+    readers and times were kept have neither."""
+    if mark is None:
+        return []
+    items = []
+    if mark.verdict in REVIEW_VALUES:
+        items.append(hd.sr.CodeContentItem(REVIEW, REVIEW_VALUES[mark.verdict], relationship_type=_CONTAINS))
+    if mark.reader:
+        # text, not a person name: what the reader typed has no DICOM name components to split it by
+        items.append(_text(READER, mark.reader))
+    try:
+        items.append(hd.sr.DateTimeContentItem(MARKED_AT, datetime.fromisoformat(mark.time),
+                                               relationship_type=_CONTAINS))
+    except ValueError:
+        pass  # no time recorded
+    if mark.note:
+        items.append(_text(NOTE, mark.note))
+    return items
 
 
 def build_sr(findings: TriageFindings, sources: Mapping[Path, pydicom.Dataset]) -> hd.sr.ComprehensiveSR:
@@ -115,6 +145,7 @@ def build_sr(findings: TriageFindings, sources: Mapping[Path, pydicom.Dataset]) 
         _text(OPERATING_POINT, findings.operating_point),
         _number(FLAGGED_COUNT, len(findings.flagged)),
         _text(DISCLAIMER_CONCEPT, DISCLAIMER),
+        *([_text(GRADCAM_CAVEAT, findings.gradcam_caveat)] if findings.gradcam_caveat else []),
         *(_slice_item(s, sources[s.path]) for s in findings.slices),
     ])
     sr = hd.sr.ComprehensiveSR(

@@ -39,7 +39,7 @@ class PacsOrigin:
 def flagged_overlays(session: Session, gradcam, findings: TriageFindings) -> dict[int, np.ndarray]:
     """Burnt-in Grad-CAM images of the flagged slices, keyed by their place in `findings`; maps not cached yet are
     computed with `gradcam` (None: only the cached ones)."""
-    from ..pacs.sc import burn_overlay
+    from ..pacs.sc import burn_overlay, capture_lines
 
     order = sorted(session.results)  # the findings' order (session_findings)
     wanted = {order[k]: k for k, f in enumerate(findings.slices) if f.flagged}
@@ -47,7 +47,9 @@ def flagged_overlays(session: Session, gradcam, findings: TriageFindings) -> dic
     if gradcam is not None:
         for part in session.cam_chunks(gradcam, session.missing_cams(list(wanted), SLICE_VIEW), SLICE_VIEW):
             maps.update({i: m for (i, _view), m in part.items()})
-    return {wanted[i]: burn_overlay(session.slices[i].display_image(), m) for i, m in maps.items()}
+    return {wanted[i]: burn_overlay(session.slices[i].display_image(), m,
+                                    capture_lines(findings.slices[wanted[i]], findings.gradcam_caveat))
+            for i, m in maps.items()}
 
 
 @thread_worker

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPu
                                QWidget)
 
 from ..core.manifest import Manifest
-from ..core.model_choice import gradcam_points_at_tumours, pointing_scores
+from ..core.model_choice import gradcam_caveat, gradcam_measured
 from ..core.review import Mark, system_reader
 from ..core.session import Session
 from ..core.wording import DISCLAIMER
@@ -140,13 +140,9 @@ def mark_html(mark: Mark | None) -> str:
 
 
 def gradcam_note(manifest: Manifest) -> str:
-    """What the trainer measured about this model's Grad-CAM, so that the reader knows how far to trust the map."""
-    cams = pointing_scores(manifest.metrics)
-    if not cams:
-        return "Grad-CAM: not measured against tumour outlines; read it as what drove the score, not as a location."
-    shares = ", ".join(f"{v['pointing_game']:.0%} of {v.get('n', '?')} ({k})" for k, v in cams.items())
-    note = f"Grad-CAM: its peak lay inside the tumour on {shares} outlined validation slices"
-    if gradcam_points_at_tumours(manifest):
-        return note + "."
-    return note + (" - <b style='color:#e0c040'>for this model the map does not show where a tumour is</b>; "
-                   "read it as what drove the score.")
+    """What the trainer measured about this model's Grad-CAM, and the caveat every export carries with the map."""
+    measured, caveat = escape(gradcam_measured(manifest)), gradcam_caveat(manifest)
+    if caveat is None:
+        return measured + "."
+    warning = f"<b style='color:#e0c040'>{escape(caveat)}</b>."
+    return f"{measured} - {warning}" if measured else warning
