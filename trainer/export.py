@@ -103,5 +103,7 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     from .scope_fit import add_scope
 
     manifest, scope_files, card = add_scope(run_dir, loaded.keras_model, manifest, card)  # the scope guard's fit
-    return write_package(target, manifest, loaded.keras_model, {"MODEL_CARD.md": card.encode(), **scope_files},
-                         force=force)
+    # Written from a model loaded afresh: Grad-CAM's head model ([input, layer] -> logit) adds nodes to the measured
+    # one that Keras cannot serialise where a layer also reads the input (a cell model's HeadCells).
+    fresh = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    return write_package(target, manifest, fresh, {"MODEL_CARD.md": card.encode(), **scope_files}, force=force)
