@@ -24,11 +24,12 @@ from .core.errors import BrainMRIError
 from .core.io import load_paths
 from .core.model_choice import pointing_scores
 from .core.packages import discover
+from .core.review import Reviews, ReviewStore
 from .core.wording import DISCLAIMER
 from .pacs import cli as pacs_cli
 
 CSV_COLUMNS = [
-    "path", "frame", "model_id", "probability", "threshold", "flagged", "second_look",
+    "path", "frame", "model_id", "model_version", "probability", "threshold", "flagged", "second_look",
     "tta_std", "augmentations", "cam_path", "error", "out_of_scope",
 ]
 
@@ -98,11 +99,11 @@ def _csv_text(session, cam_paths: dict[int, str], errors) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
-    model_id, threshold = session.manifest.id, session.point.threshold
+    model_id, version, threshold = session.manifest.id, session.manifest.version, session.point.threshold
     for i, d in session.decisions().items():
         s, r = session.slices[i], session.results[i]
         writer.writerow({
-            "path": str(s.path), "frame": s.frame, "model_id": model_id,
+            "path": str(s.path), "frame": s.frame, "model_id": model_id, "model_version": version,
             "probability": f"{r.probability:.6f}", "threshold": f"{threshold:.6f}",
             "flagged": int(d.flagged), "second_look": int(d.second_look), "tta_std": f"{r.tta_std:.6f}",
             "augmentations": r.augmentations, "cam_path": cam_paths.get(i, ""), "error": "",
@@ -125,6 +126,27 @@ def _scope_summary(session) -> str:
     return f"{outside} outside what the model was trained on, not flagged (--include-out-of-scope flags them); "
 
 
+def _saved_marks(report) -> Reviews:
+    """The marks readers saved in the window for these series (kept per series), so that the PDF and the report sent
+    to a PACS say what the window's would."""
+
+    reviews, offset = Reviews(), 0
+    for series in report.series:
+        reviews.marks.update({offset + i: mark for i, mark in ReviewStore(series.slices).marks.items()})
+        offset += len(series.slices)
+    return reviews
+
+
+def _write_report(session, model, path: Path) -> None:
+    """The PDF the window's File > Export report writes, with the patient hidden."""
+    from .core.gradcam import GradCAM
+    from .core.report import StudyReport, write_pdf_with_maps
+
+    for _maps in write_pdf_with_maps(StudyReport.of(session, runtime.device_description()), path, session,
+                                     GradCAM(model)):
+        pass  # maps go into the PDF only; a long study's do not pile up in the session
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .core.inference import LoadedModel, TTAConfig
     from .core.model_choice import find_model
@@ -135,7 +157,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     report = load_paths(pacs_cli.retrieve_for_predict(args) if args.server else args.paths)
     for err in report.errors:
         print(f"skipped {err.path}: {err.reason}", file=sys.stderr)
-    session = Session(report.slices)
+    if not report.slices:
+        where = ", ".join(str(p) for p in args.paths) if args.paths else f"study {args.study}"
+        why = "every file was refused (above)" if report.errors else "no image, DICOM or NIfTI file found"
+        print(f"error: nothing to triage in {where}: {why}", file=sys.stderr)
+        return 1
+    session = Session(report.slices, _saved_marks(report))
     session.threshold = Threshold.HIGH_SENSITIVITY if args.high_sensitivity else Threshold.DEFAULT
     session.include_out_of_scope = args.include_out_of_scope
     session.start(model.manifest)
@@ -153,8 +180,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             atomic_write_text(Path(args.out), text)
         else:
             sys.stdout.write(text)
+        if args.report:
+            _write_report(session, model, Path(args.report))
     except OSError as exc:
-        print(f"error: {exc.filename or args.out or args.cam_dir} could not be written: {exc.strerror or exc}",
+        print(f"error: {exc.filename or args.out or args.report or args.cam_dir} could not be written: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
     if args.send_results:
@@ -185,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "they keep their probability, are named in the out_of_scope column and are not flagged)")
     p.add_argument("--cam-dir", type=Path, help="save each slice's Grad-CAM map here as float32 .npy")
     p.add_argument("--out", type=Path, help="CSV file (default: standard output)")
+    p.add_argument("--report", type=Path, metavar="FILE.pdf",
+                   help="also write the PDF report the window exports (pictured slices with their Grad-CAM maps)")
     pacs_cli.add_predict_arguments(p)
     p.set_defaults(func=cmd_predict)
     pacs_cli.add_pacs_commands(sub)

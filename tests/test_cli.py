@@ -188,3 +188,40 @@ def test_a_blank_png_is_out_of_scope_with_its_reason(model_dir, tmp_path):
                      "--out", str(out), str(tmp_path / "blank.png")]) == 0
     [row] = list(csv.DictReader(open(out)))
     assert "no head" in row["out_of_scope"] and row["flagged"] == "0" and row["probability"] != ""
+
+
+def test_predict_report_writes_the_windows_pdf_with_the_caveat_and_the_readers_marks(model_dir, tmp_path, capsys):
+    """Issue 25.1: `brainmri predict --report FILE.pdf` writes what File > Export report writes (the same function),
+    with the map's caveat and the marks the reader saved in the window; the CSV names the model's version."""
+    from brainmri_desktop.core import runtime
+    from brainmri_desktop.core.gradcam import GradCAM
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.io import load_paths
+    from brainmri_desktop.core.model_choice import find_model, gradcam_caveat
+    from brainmri_desktop.core.packages import discover
+    from brainmri_desktop.core.report import StudyReport, write_pdf_with_maps
+    from brainmri_desktop.core.review import ReviewStore
+    from brainmri_desktop.core.session import Session
+
+    from .pdf_text import pdf_text
+
+    write_dicom_series(tmp_path / "series", n=3)
+    slices = load_paths([tmp_path / "series"]).slices
+    ReviewStore(slices).set(0, "agree", "seen", reader="Dr CLI")
+    code = brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn", "--out",
+                     str(tmp_path / "p.csv"), "--report", str(tmp_path / "r.pdf"), str(tmp_path / "series")])
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    entry = find_model(discover([model_dir]), "tiny-cnn")
+    assert {r["model_version"] for r in rows} == {entry.manifest.version}
+    text = pdf_text((tmp_path / "r.pdf").read_bytes())
+    assert gradcam_caveat(entry.manifest) in text and "reader: agree (by Dr CLI, " in text
+    assert "Triage aid, not a diagnosis." in text
+    # the window's export of the same series and marks: the same pages, but for the minute it was written
+    model = LoadedModel.load(entry)
+    session = Session(slices, ReviewStore(slices))
+    session.run(model)
+    list(write_pdf_with_maps(StudyReport.of(session, runtime.device_description()), tmp_path / "w.pdf", session,
+                             GradCAM(model)))
+    strip = lambda t: [line for line in t.splitlines() if not line.startswith("Date: ")]  # noqa: E731
+    assert strip(pdf_text((tmp_path / "w.pdf").read_bytes())) == strip(text)

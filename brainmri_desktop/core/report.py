@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
 from .model_choice import gradcam_caveat
 from .review import Mark
-from .session import Decision, Session
+from .session import SLICE_VIEW, Decision, Session
 from .wording import DISCLAIMER
 
 # Flagged slices shown with their maps: 100 pages. A study flagging more is a study to read in the viewer; the CSV
@@ -113,6 +113,20 @@ def write_csv(report: StudyReport, path: Path) -> None:
 def mark_line(mark: Mark) -> str:
     verdict = f"reader: {mark.verdict}" if mark.verdict else "reader's note"
     return f"{verdict} ({mark.byline})"
+
+
+def write_pdf_with_maps(report: StudyReport, path: Path, session: Session, gradcam=None,
+                        max_slices: int = PDF_MAX_SLICES) -> Iterator[dict[tuple[int, str], np.ndarray]]:
+    """The PDF as the window and `brainmri predict --report` write it: the maps of the slices it pictures that the
+    session has not cached are computed with `gradcam` (None: only the cached ones are drawn) and yielded, a chunk at
+    a time, for the caller to keep; then the file is written."""
+    slices = report.pdf_slices(max_slices)
+    maps = {k: session.cams[k] for i in slices if (k := (i, SLICE_VIEW)) in session.cams}
+    if gradcam is not None:
+        for part in session.cam_chunks(gradcam, session.missing_cams(slices), SLICE_VIEW):
+            maps.update(part)
+            yield part
+    write_pdf(report, path, lambda i: maps.get((i, SLICE_VIEW)), max_slices)
 
 
 def write_pdf(report: StudyReport, path: Path, cam_for: Callable[[int], np.ndarray | None],

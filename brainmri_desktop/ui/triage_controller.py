@@ -175,7 +175,7 @@ class TriageController(QObject):
     def export_pdf(self, report: StudyReport, path: Path, session: Session) -> None:
         """Writes the PDF of the session's series in a worker, computing the maps of the flagged slices it shows that
         are not cached yet (when the model loaded now is the one whose results these are)."""
-        worker = export_pdf(report, path, session, self.gradcam_for(session), report.pdf_slices(), _ignore_errors=True)
+        worker = export_pdf(report, path, session, self.gradcam_for(session), _ignore_errors=True)
         worker.yielded.connect(lambda maps, w=worker, inputs=session.inputs: self._cams(w, session, inputs, maps))
         worker.returned.connect(lambda _=None: self.exported.emit(str(path)))
         worker.errored.connect(lambda exc: self.exportFailed.emit(

@@ -16,9 +16,9 @@ from superqt.utils import thread_worker
 from ..core.gradcam import GradCAM
 from ..core.inference import LoadedModel, TTAConfig
 from ..core.io.study import iter_load
-from ..core.report import StudyReport, write_pdf
+from ..core.report import StudyReport, write_pdf_with_maps
 from ..core.review import ReviewStore
-from ..core.session import SLICE_VIEW, Session
+from ..core.session import Session
 
 
 @thread_worker
@@ -75,11 +75,6 @@ def explain(session: Session, gradcam: GradCAM, indices: list[int], view: str):
 
 
 @thread_worker
-def export_pdf(report: StudyReport, path: Path, session: Session, gradcam: GradCAM | None, slices: list[int]):
+def export_pdf(report: StudyReport, path: Path, session: Session, gradcam: GradCAM | None):
     """Computes the missing maps of the report's slices, yields them for the session's cache, then writes the PDF."""
-    maps = dict((k, session.cams[k]) for i in slices if (k := (i, SLICE_VIEW)) in session.cams)
-    if gradcam is not None:
-        for part in session.cam_chunks(gradcam, session.missing_cams(slices), SLICE_VIEW):
-            maps.update(part)
-            yield part
-    write_pdf(report, path, lambda i: maps.get((i, SLICE_VIEW)))
+    yield from write_pdf_with_maps(report, path, session, gradcam)
