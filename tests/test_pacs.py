@@ -776,3 +776,51 @@ def test_the_report_carries_each_marks_reader_and_time_and_a_disagreed_capture_s
     uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr]
     assert REVIEW_LINES["disagree"] in comments[uids[1]] and REVIEW_LINES["agree"] in comments[uids[0]]
     assert "NOT REVIEWED" in comments[uids[3]] and all(caveat.upper() in c for c in comments.values())
+
+
+def _session_with(paths: list[Path], model_dir, probabilities: list[float], verdicts: dict[int, str]):
+    from brainmri_desktop.core.inference import SliceResult
+    from brainmri_desktop.core.io import load_paths
+    from brainmri_desktop.core.model_choice import find_model
+    from brainmri_desktop.core.packages import discover
+    from brainmri_desktop.core.session import Session
+
+    session = Session(load_paths(paths).slices)
+    session.manifest = find_model(discover([model_dir]), "tiny-cnn").manifest
+    session.results = {i: SliceResult(i, p, 0.0, p, p, 1, 0.5) for i, p in enumerate(probabilities)}
+    session.verdicts = {i: verdicts.get(i) for i in range(len(probabilities))}
+    return session
+
+
+def _sr_of(session):
+    from brainmri_desktop.pacs.findings import session_findings
+    from brainmri_desktop.pacs.sr import build_sr, read_sources
+
+    findings = session_findings(session)
+    sr = build_sr(findings, read_sources(findings))
+    return {i.ConceptNameCodeSequence[0].CodeValue: i for i in _sr_items(sr)}, list(_sr_items(sr))
+
+
+def test_the_report_says_what_decided_out_of_scope_slices_and_which_threshold_was_used(tmp_path, model_dir):
+    """Issue 25.1: an out-of-scope slice flagged at the reader's request is not called "not flagged", and a model
+    without a high-sensitivity point is not said to have used one."""
+    from dataclasses import replace
+
+    from brainmri_desktop.core.session import Threshold
+
+    paths = scanner_series(tmp_path, generate_uid(), n=2)
+    session = _session_with(paths, model_dir, [0.9, 0.1], {0: "a localiser"})
+    session.include_out_of_scope = True
+    named, items = _sr_of(session)
+    flags = [i.ConceptCodeSequence[0].CodeMeaning for i in items if i.ConceptNameCodeSequence[0].CodeValue == "FLAG"]
+    assert flags == ["Yes", "No"] and "not flagged" not in named["SCOPE"].ConceptNameCodeSequence[0].CodeMeaning
+    assert named["SCOPEPOLICY"].TextValue == "flagged by their probability, as the reader asked"
+    assert named["OPPOINT"].TextValue.startswith("main threshold (")
+    session.include_out_of_scope = False
+    named, _ = _sr_of(session)
+    assert named["SCOPEPOLICY"].TextValue == "not flagged, whatever their probability"
+    session.threshold = Threshold.HIGH_SENSITIVITY
+    assert _sr_of(session)[0]["OPPOINT"].TextValue.startswith("high-sensitivity threshold (")
+    session.manifest = replace(session.manifest, high_sensitivity=None)
+    text = _sr_of(session)[0]["OPPOINT"].TextValue
+    assert "High-sensitivity" not in text and text.startswith("main threshold (") and "has none" in text

@@ -38,7 +38,8 @@ SLICE_RESULT = _concept("SLICE", "Slice triage result")
 PROBABILITY = _concept("PROB", "Tumour probability (calibrated model output)")
 FLAGGED = _concept("FLAG", "Flagged for review")
 FLAGGED_COUNT = _concept("NFLAGGED", "Slices flagged for review")
-OUT_OF_SCOPE = _concept("SCOPE", "Outside the model's scope (not flagged)")
+OUT_OF_SCOPE = _concept("SCOPE", "Outside what the model was trained on")
+SCOPE_POLICY = _concept("SCOPEPOLICY", "How slices outside what the model was trained on were decided")
 REVIEW = _concept("REVIEW", "Reader's review of the model's result")
 REVIEW_VALUES = {"agree": _concept("AGREE", "Reader agrees with the model's result"),
                  "disagree": _concept("DISAGREE", "Reader disagrees with the model's result")}
@@ -144,6 +145,8 @@ def build_sr(findings: TriageFindings, sources: Mapping[Path, pydicom.Dataset]) 
         _number(THRESHOLD, round(float(findings.threshold), 4)),
         _text(OPERATING_POINT, findings.operating_point),
         _number(FLAGGED_COUNT, len(findings.flagged)),
+        _text(SCOPE_POLICY, "flagged by their probability, as the reader asked" if findings.include_out_of_scope
+              else "not flagged, whatever their probability"),
         _text(DISCLAIMER_CONCEPT, DISCLAIMER),
         *([_text(GRADCAM_CAVEAT, findings.gradcam_caveat)] if findings.gradcam_caveat else []),
         *(_slice_item(s, sources[s.path]) for s in findings.slices),
