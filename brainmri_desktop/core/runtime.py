@@ -7,6 +7,8 @@ Imported before anything loads TensorFlow, so the log level below is read when T
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +21,28 @@ NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present wherever the NVID
 # on (Python errors still raise), so only they are hidden; with a driver, warnings stay hidden and errors are shown.
 # A level the user set is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if NVIDIA_DRIVER.exists() else "3")
+
+
+@contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# TensorFlow 2.17+ logs through absl before anything initialises absl's logging, and uninitialised absl writes every
+# message to stderr whatever TF_CPP_MIN_LOG_LEVEL says: the oneDNN and CUDA-stub notes, twice, before every command's
+# output. They come while the library loads, so Keras (and TensorFlow under it) is loaded here with the process's
+# stderr closed; Python's own errors still raise after it is back. A level the user set low shows them.
+if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("2", "3") and "keras" not in sys.modules:
+    with _stderr_to_devnull():
+        import keras  # noqa: F401
 
 
 def _tensorflow_accelerator() -> str | None:

@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self.show_series = self.series.show
         self.tools.sliceRequested.connect(self.select_slice)
         self.tools.window_bar.windowChanged.connect(self._show_current)
+        self.tools.cine.runningChanged.connect(self._cine_running)
         self.browser.set_patient_hidden(self.bar.hide_identity.isChecked())
         self.bar.hide_identity.toggled.connect(self.browser.set_patient_hidden)
         self.bar.model_input.toggled.connect(self._announce_slice)
@@ -327,11 +328,20 @@ class MainWindow(QMainWindow):
         else:
             unit, view = s.slices[i].display_image(self.tools.window), SLICE_VIEW
         cam = s.cam(i, view)
-        if cam is None and i in s.results:
+        if cam is None and i in s.results and not self.tools.cine.running:  # cine asked for every map at its start
             self.triage.request_cams(s, [i], view)
         self.views.show_image(unit, cam, self.bar.opacity.value() / 100, self.bar.overlay_toggle.isChecked())
         self.result_panel.show_slice(s, i, not self.bar.hide_identity.isChecked(), self.status_area.device.text(),
                                      self.triage.last_run_seconds)
+
+    def _cine_running(self, running: bool) -> None:
+        """Cine moves on before a map asked for frame by frame comes back, so the overlay would stay blank: the
+        series' maps are asked for at once, from the slice shown onwards, in chunks that keep ahead of the frames."""
+        s = self.session
+        if running and s is not None and s.current >= 0:
+            view = INPUT_VIEW if self.bar.model_input.isChecked() else SLICE_VIEW
+            order = list(range(s.current, len(s.slices))) + list(range(s.current))
+            self.triage.request_cams(s, order, view)
 
     # ----------------------------------------------------------------- export
     def report(self) -> StudyReport:

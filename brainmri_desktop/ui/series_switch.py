@@ -49,6 +49,8 @@ class SeriesSwitch:
         w._update_title()
         w.select_slice(w.tools.enter_series(uid, w.session.slices[0]))
         w.tools.restore_series(uid)
+        # The line said how the last run went, maybe another series': it now says where this one stands.
+        w.status.setText(f"{series_name(w.session)}: {len(w.session.results)} of {len(w.session.slices)} slices triaged")
         entry = w.bar.entry
         if entry is not None and Study.needs_triage(w.session, entry.manifest.id, w.triage.running):
             w.run_inference()

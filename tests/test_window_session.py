@@ -1,0 +1,92 @@
+"""The window around the core's session model, driven through its real widgets offscreen: the recent-studies menu,
+the status line and the Grad-CAM overlay across series and cine, and the command line's first lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from brainmri_desktop.ui.main_window import MainWindow
+
+from .synthetic import write_dicom_series
+
+
+def _window(qtbot, model_dir, ini):
+    w = MainWindow(models_dirs=[model_dir], settings=QSettings(str(ini), QSettings.IniFormat))
+    qtbot.addWidget(w)
+    w.bar.choose("tiny-cnn")
+    w.show()
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=2000)
+    return w
+
+
+@pytest.fixture
+def window(qtbot, model_dir, tmp_path):
+    return _window(qtbot, model_dir, tmp_path / "settings.ini")
+
+
+def _open(qtbot, w, paths):
+    w.open_paths(paths)
+    qtbot.waitUntil(lambda: w.session is not None and w.triage.infer_worker is None
+                    and all(s.complete for s in w.study.sessions.values()), timeout=60000)
+
+
+def test_recent_studies_lists_whole_paths_after_a_restart(qtbot, model_dir, tmp_path):
+    write_dicom_series(tmp_path / "series", n=3)
+    # What an earlier run left: Qt writes a one-item list as a bare value, and another process reads it as a string.
+    (tmp_path / "settings.ini").write_text(f"[General]\nrecent={tmp_path / 'old'}\n")
+    w = _window(qtbot, model_dir, tmp_path / "settings.ini")
+    assert [a.text() for a in w.recent.menu.actions()] == [str(tmp_path / "old")]
+    _open(qtbot, w, [tmp_path / "series"])
+    assert [a.text() for a in w.recent.menu.actions()] == [str(tmp_path / "series"), str(tmp_path / "old")]
+
+
+def test_switching_series_does_not_keep_the_other_series_done_line(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "study" / "t1", n=6, description="T1 axial")
+    write_dicom_series(tmp_path / "study" / "t2", n=4, description="T2 axial")
+    _open(qtbot, window, [tmp_path / "study"])
+    uids = {s.slices[0].series.description: uid for uid, s in window.study.sessions.items()}
+    window.browser.select_series(uids["T1 axial"])
+    window.browser.select_series(uids["T2 axial"])
+    assert window.status.text() == "T2 axial (MR): 4 of 4 slices triaged"
+    window.browser.select_series(uids["T1 axial"])
+    assert window.status.text() == "T1 axial (MR): 6 of 6 slices triaged"
+
+
+def test_cine_keeps_the_grad_cam_overlay(qtbot, window, tmp_path, monkeypatch):
+    write_dicom_series(tmp_path / "series", n=24)
+    _open(qtbot, window, [tmp_path / "series"])
+    cam_view = window.views.cam_view
+    qtbot.waitUntil(lambda: cam_view.has_overlay, timeout=30000)
+    gradcam = window.triage.gradcam
+    slice_maps = gradcam.slice_maps
+
+    def slow_maps(inputs):  # each call as slow as a real model's first layers on a CPU
+        time.sleep(0.15)
+        return slice_maps(inputs)
+
+    monkeypatch.setattr(gradcam, "slice_maps", slow_maps)
+    window.tools.cine_bar.speed.setValue(30)
+    shown = []  # connected after the window: read once the frame is drawn
+    window.tools.sliceRequested.connect(lambda i: shown.append((i, cam_view.has_overlay)))
+    window.tools.cine.start()
+    qtbot.waitUntil(lambda: len(shown) >= 48, timeout=20000)
+    window.tools.cine.stop()
+    # The first pass may wait for maps still being computed; on the second every frame has its map.
+    assert all(overlay for _i, overlay in shown[24:48]), shown
+
+
+def test_predict_on_an_empty_folder_says_why_in_one_line(model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([sys.executable, "-m", "brainmri_desktop.cli", "predict", "--models-dir", str(model_dir),
+                           str(tmp_path / "empty")], capture_output=True, text=True, timeout=300)
+    # No TensorFlow start-up lines before it: the one line is all of stderr.
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"error: nothing to triage in {tmp_path / 'empty'}: "
+                                        "no image, DICOM or NIfTI file found"]
