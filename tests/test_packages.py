@@ -157,3 +157,23 @@ def test_package_folders_are_written_through_core_atomic(model_dir, tmp_path, mo
         write_package(pkg, manifest, bright_spot_model(), force=True)
     assert {p.name: p.read_bytes() for p in pkg.iterdir()} == before
     assert [p.name for p in pkg.parent.iterdir()] == ["spot"]
+
+
+def test_the_windows_model_cache_reloads_a_package_re_exported_under_the_same_id(model_dir, tmp_path):
+    """Issue 25.1: the loaded model is remembered by the package's content, not its id, so a re-exported or re-fitted
+    package under the same id is loaded again instead of mixing the old weights with the new manifest."""
+    from brainmri_desktop.ui.workers import _ready
+
+    shutil.copytree(model_dir / "tiny-cnn", tmp_path / "a" / "tiny-cnn")
+    shutil.copytree(model_dir / "tiny-cnn", tmp_path / "b" / "tiny-cnn")
+    manifest = tmp_path / "b" / "tiny-cnn" / "manifest.json"
+    refit = json.loads(manifest.read_text())
+    refit["threshold"]["threshold"] = 0.42
+    manifest.write_text(json.dumps(refit))
+    first, again = (next(e for e in discover([tmp_path / d]) if e.ok and e.manifest.id == "tiny-cnn") for d in "ab")
+    assert first.manifest.id == again.manifest.id and first.manifest.content_key != again.manifest.content_key
+    loaded: dict = {}
+    model, _cam = _ready(first, loaded)
+    assert _ready(first, loaded)[0] is model
+    reloaded, _cam = _ready(again, loaded)
+    assert reloaded is not model and reloaded.manifest.threshold.threshold == 0.42

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .augment import MAX_TTA
@@ -89,6 +91,12 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @cached_property  # a frozen manifest never changes; the window asks at every slice shown
+    def content_key(self) -> str:
+        """What identifies the package's content, not its name: the manifest lists the sha256 of every other file
+        (checked at load), so a package re-exported or re-fitted under the same id has another key."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
 def _point(d: dict | None, where: Path, key: str) -> OperatingPoint | None:

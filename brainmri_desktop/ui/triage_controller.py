@@ -29,7 +29,7 @@ class TriageController(QObject):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loaded_models: dict = {}  # id -> (LoadedModel, GradCAM), loaded once per run of the application
+        self.loaded_models: dict = {}  # Manifest.content_key -> (LoadedModel, GradCAM), loaded once per package content
         self.model = None
         self.gradcam = None
         self.session: Session | None = None
@@ -156,7 +156,8 @@ class TriageController(QObject):
     def gradcam_for(self, session: Session):
         """The loaded model's Grad-CAM when that model is the one whose results the session holds, else None: a map
         from another model would explain a probability it did not give."""
-        explains = session.manifest is not None and self.model is not None and session.manifest.id == self.model.id
+        explains = (session.manifest is not None and self.model is not None
+                    and session.manifest.content_key == self.model.manifest.content_key)
         return self.gradcam if explains else None
 
     def _cams(self, worker, session: Session, inputs: dict, maps: dict) -> None:

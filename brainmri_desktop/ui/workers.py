@@ -49,14 +49,15 @@ def settle_heap() -> None:
 def _ready(entry, loaded: dict) -> tuple[LoadedModel, GradCAM]:
     """The model and its Grad-CAM, loaded and traced here once: a first trace takes about half a second, which
     on the UI thread froze the window."""
-    if entry.manifest.id not in loaded:
+    key = entry.manifest.content_key  # not the id: a package re-exported under the same id is another model
+    if key not in loaded:
         model = LoadedModel.load(entry)
         cam = GradCAM(model)
         size = model.manifest.preprocessing.input_size
         cam.input_maps(np.zeros((1, size, size), np.float32))
-        loaded[entry.manifest.id] = (model, cam)
+        loaded[key] = (model, cam)
         settle_heap()
-    return loaded[entry.manifest.id]
+    return loaded[key]
 
 
 @thread_worker
