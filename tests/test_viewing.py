@@ -289,7 +289,7 @@ def test_brain_preset_is_the_ct_brain_window_for_ct_and_the_head_range_for_mr(qt
     bar.apply_preset(BRAIN)
     assert bar.window == CT_BRAIN
     mr = _slice(window=None)
-    mr.pixels[H // 2, W // 2 - 5:W // 2 + 5] = 60000  # a few very bright pixels (a vessel, say) inside the head
+    mr.pixels[H // 2, W // 2 - 2:W // 2 + 2] = 60000  # a few very bright pixels (a vessel, say) inside the head
     bar.set_slice(mr)
     bar.apply_preset(BRAIN)
     centre, width = bar.window

@@ -6,12 +6,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
+from brainmri_desktop.core.io.slices import SeriesInfo, Slice
 from brainmri_desktop.ui.main_window import MainWindow
+from brainmri_desktop.ui.viewing import BRAIN
 
 from .synthetic import write_dicom_series
 
@@ -90,3 +94,18 @@ def test_predict_on_an_empty_folder_says_why_in_one_line(model_dir, tmp_path):
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [f"error: nothing to triage in {tmp_path / 'empty'}: "
                                         "no image, DICOM or NIfTI file found"]
+
+
+def test_the_brain_preset_finds_the_head_past_a_few_hot_pixels(window):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    head = (yy - 64) ** 2 + (xx - 64) ** 2 < 45 ** 2
+    pixels = np.where(head, rng.integers(640, 1120, (128, 128)), 0).astype(np.uint16)
+    pixels[:3, :3] = 65535  # burnt-in text in a corner, outside the head
+    bar = window.tools.window_bar
+    bar.set_slice(Slice(Path("hot.dcm"), pixels, series=SeriesInfo("1.2.3", modality="MR")))
+    bar.apply_preset(BRAIN)
+    centre, width = bar.window
+    # Scaled by its minimum and maximum, the slice's head was too dark to find and the hot corner was taken for it:
+    # the window must span the head's tissue (640-1120), not the corner.
+    assert centre - width / 2 <= 640 and 1100 < centre + width / 2 < 1200

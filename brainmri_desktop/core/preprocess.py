@@ -175,6 +175,12 @@ def _box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     return max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
 
 
+def find_head(values: np.ndarray) -> np.ndarray:
+    """The head in a slice's own values: the head mask of the slice scaled by its robust range, so that a few hot
+    pixels (burnt-in text, a flow artefact) do not squash the head into the dark end."""
+    return head_mask(_unit_scale(values, *robust_range(values)))
+
+
 def preprocess_values(
     values: np.ndarray, window: tuple[float, float] | None, spec: PreprocessSpec
 ) -> Preprocessed:
@@ -185,8 +191,7 @@ def preprocess_values(
     if spec.use_window and window is not None:
         centre, width = window
         values = np.clip(values, centre - width / 2, centre + width / 2)
-    rough = _unit_scale(values, *robust_range(values))
-    mask = head_mask(rough)
+    mask = find_head(values)
     head_fraction = float(mask.mean())
     head = has_head(head_fraction)
     if not head:

@@ -7,14 +7,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QInputDialog, QLabel, QPushButton,
                                QWidget)
 
 from ..core.geometry import readout
 from ..core.io.slices import Slice
-from ..core.preprocess import head_mask
+from ..core.intensity import robust_range
+from ..core.preprocess import find_head, has_head
 from .image_view import ImageView, ViewState
 
 HEADER, FULL, BRAIN = "Header", "Full range", "Brain"
@@ -44,14 +44,13 @@ def _span(lo: float, hi: float) -> tuple[float, float]:
 
 
 def brain_window(slice_: Slice) -> tuple[float, float]:
-    """CT: W80/L40 HU. MR and the rest have no absolute scale: the 1st to 99th percentile inside the head."""
+    """CT: W80/L40 HU. MR and the rest have no absolute scale: the robust range of the values inside the head, found
+    as preprocessing finds it."""
     if slice_.series is not None and slice_.series.modality == "CT":
         return CT_BRAIN
     values = slice_.values()
-    lo, hi = float(values.min()), float(values.max())
-    mask = head_mask((values - lo) / max(hi - lo, _MIN_WIDTH))
-    inside = values[mask] if mask.any() else values
-    return _span(*(float(v) for v in np.percentile(inside, (1, 99))))
+    mask = find_head(values)
+    return _span(*robust_range(values[mask] if has_head(float(mask.mean())) else values))
 
 
 def builtin_presets(slice_: Slice) -> dict[str, tuple[float, float]]:
