@@ -177,3 +177,30 @@ def test_the_windows_model_cache_reloads_a_package_re_exported_under_the_same_id
     assert _ready(first, loaded)[0] is model
     reloaded, _cam = _ready(again, loaded)
     assert reloaded is not model and reloaded.manifest.threshold.threshold == 0.42
+
+
+def test_a_package_re_exported_under_the_same_id_is_run_again(model_dir, tmp_path, qtbot):
+    """Issue 25.1: the model list sees the chosen package's new content and says so (the window then re-runs), and
+    every series of the study needs the new model's triage."""
+    import numpy as np
+
+    from brainmri_desktop.core.inference import SliceResult
+    from brainmri_desktop.core.io.slices import Slice
+    from brainmri_desktop.core.session import Session, Study
+    from brainmri_desktop.ui.model_bar import ModelBar
+
+    for d, threshold in (("a", 0.5), ("b", 0.42)):
+        shutil.copytree(model_dir / "tiny-cnn", tmp_path / d / "tiny-cnn")
+        manifest = tmp_path / d / "tiny-cnn" / "manifest.json"
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
+                                        "threshold": {"threshold": threshold, "method": "youden_j", "data": "v"}}))
+    old, new = ([e for e in discover([tmp_path / d]) if e.ok and e.manifest.id == "tiny-cnn"] for d in "ab")
+    bar = ModelBar()
+    qtbot.addWidget(bar)
+    bar.set_entries(old)
+    bar.choose("tiny-cnn")
+    assert not bar.set_entries(old) and bar.set_entries(new) and bar.entry.manifest.threshold.threshold == 0.42
+    session = Session([Slice(tmp_path / "s.png", np.zeros((8, 8), np.uint8))])
+    session.start(old[0].manifest)
+    session.results = {0: SliceResult(0, 0.5, 0.0, 0.5, 0.5, 1, 0.5)}
+    assert not Study.needs_triage(session, old[0].manifest) and Study.needs_triage(session, new[0].manifest)

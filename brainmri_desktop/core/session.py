@@ -262,12 +262,13 @@ class Study:
         return next((key for key, s in self.sessions.items() if s is session), None)
 
     @staticmethod
-    def needs_triage(session: Session, model_id: str, running: Session | None = None) -> bool:
-        """Not triaged by this model yet, or stopped before the end, and not the series being triaged now."""
+    def needs_triage(session: Session, model: Manifest, running: Session | None = None) -> bool:
+        """Not triaged by this model yet (its content: a package re-exported under the same id is another model), or
+        stopped before the end, and not the series being triaged now."""
         if session is running:
             return False
-        return session.manifest is None or session.manifest.id != model_id or not session.complete
+        return session.manifest is None or session.manifest.content_key != model.content_key or not session.complete
 
-    def next_to_triage(self, model_id: str, running: Session | None = None) -> Session | None:
+    def next_to_triage(self, model: Manifest, running: Session | None = None) -> Session | None:
         """The first series, in the order opened, that `needs_triage`."""
-        return next((s for s in self.sessions.values() if self.needs_triage(s, model_id, running)), None)
+        return next((s for s in self.sessions.values() if self.needs_triage(s, model, running)), None)

@@ -59,12 +59,14 @@ class ModelBar(QToolBar):
 
     def set_entries(self, entries: list[ModelEntry]) -> bool:
         """Lists the usable packages, keeping the choice; a first choice is the command line's default. Says whether
-        the chosen model changed."""
+        the chosen model changed (another package, or the same id with other content)."""
         entries = [e for e in entries if e.ok]
         ids = [e.manifest.id for e in entries]
+        chosen = self.entry.manifest.content_key if self.entry is not None else None
         if ids == [self.model_combo.itemData(i) for i in range(self.model_combo.count())]:
-            self.entries = {e.manifest.id: e for e in entries}  # same ids; a package may have been re-exported
-            return False
+            self.entries = {e.manifest.id: e for e in entries}
+            # the chosen package re-exported or re-fitted under the same id is another model: its results are new
+            return self.entry is not None and self.entry.manifest.content_key != chosen
         current = self.model_combo.currentData()
         self.entries = {e.manifest.id: e for e in entries}
         self.model_combo.blockSignals(True)

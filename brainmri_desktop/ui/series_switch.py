@@ -52,7 +52,7 @@ class SeriesSwitch:
         # The line said how the last run went, maybe another series': it now says where this one stands.
         w.status.setText(f"{series_name(w.session)}: {len(w.session.results)} of {len(w.session.slices)} slices triaged")
         entry = w.bar.entry
-        if entry is not None and Study.needs_triage(w.session, entry.manifest.id, w.triage.running):
+        if entry is not None and Study.needs_triage(w.session, entry.manifest, w.triage.running):
             w.run_inference()
         else:
             w._refresh_rows(set())  # the summary; the table and the strip show the series already

@@ -114,7 +114,7 @@ class TriageController(QObject):
         self.runFinished.emit(self.session.complete)
         if self.session.complete and self._then is not None and self.infer_worker is None:
             study, entry, tta = self._then
-            if (following := study.next_to_triage(entry.manifest.id)) is not None:
+            if (following := study.next_to_triage(entry.manifest)) is not None:
                 self.run(following, entry, tta, study)
 
     def cancel(self) -> bool:
