@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QFileDialog
 
 from brainmri_desktop.core.io.slices import SeriesInfo, Slice
 from brainmri_desktop.ui.main_window import MainWindow
@@ -109,3 +109,17 @@ def test_the_brain_preset_finds_the_head_past_a_few_hot_pixels(window):
     # Scaled by its minimum and maximum, the slice's head was too dark to find and the hot corner was taken for it:
     # the window must span the head's tissue (640-1120), not the corner.
     assert centre - width / 2 <= 640 and 1100 < centre + width / 2 < 1200
+
+
+def test_the_open_files_filter_names_everything_the_loader_reads(window, monkeypatch, tmp_path):
+    asked = {}
+
+    def dialog(_parent, _title, _folder, filters):
+        asked["filters"] = filters
+        return [], ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", dialog)
+    window.open_files_dialog()
+    first = asked["filters"].split(";;")[0]
+    for pattern in ("*.dcm", "*.dicom", "*.ima", "*.png", "*.tiff", "*.nii", "*.nii.gz", "*.zip", "DICOMDIR"):
+        assert pattern in first.split("(")[1].rstrip(")").split()

@@ -13,6 +13,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox, QSplitter, QWidget
 
 from ..core.demo import ensure_demo_study
+from ..core.io import OPENABLE_PATTERNS
 from ..core.packages import PackageCache, discover
 from ..core.report import StudyReport, write_csv
 from ..core.review import ReviewStore
@@ -170,8 +171,9 @@ class MainWindow(QMainWindow):
 
     # --------------------------------------------------------------- opening
     def open_files_dialog(self) -> None:
+        readable = f"Images, DICOM, NIfTI and zip archives ({' '.join(OPENABLE_PATTERNS)})"
         files, _ = QFileDialog.getOpenFileNames(self, "Open images or DICOM files", self.settings.value("last_folder", ""),
-                                                "Images and DICOM (*.dcm *.png *.jpg *.jpeg *.tif *.tiff *.bmp *);;All (*)")
+                                                f"{readable};;All files, DICOM without a suffix too (*)")
         if files:
             self.open_paths([Path(f) for f in files])
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BrainMRIError, CancelledError, NotAnImageError, UnreadableFileError
-from .archive import ZipListing, is_zip, list_zip
+from .archive import ZIP_SUFFIX, ZipListing, is_zip, list_zip
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicomdir import DICOMDIR_NAME, is_dicomdir, referenced_images
 from .images import IMAGE_SUFFIXES, read_image
-from .nifti import is_nifti, read_nifti
+from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 from .slices import SeriesInfo, Slice
 
 # Files that sit beside images in exported studies and are never images: skipped quietly rather than listed as errors.
@@ -21,6 +21,9 @@ _IGNORED_SUFFIXES = frozenset(
     {".txt", ".json", ".md", ".csv", ".xml", ".html", ".htm", ".pdf", ".py", ".npy", ".ini", ".log"}
 )
 _IGNORED_NAMES = frozenset({DICOMDIR_NAME, ".DS_Store", "Thumbs.db"})  # a DICOMDIR on disk is read, not skipped
+# What the loader reads by name, as file-dialog patterns (files without a suffix are tried as DICOM too).
+OPENABLE_PATTERNS = (*sorted(f"*{s}" for s in IMAGE_SUFFIXES | DICOM_SUFFIXES | {*NIFTI_SUFFIXES, ZIP_SUFFIX}),
+                     DICOMDIR_NAME)
 _READ_HERE = "PNG, JPEG, TIFF, BMP, DICOM, NIfTI (.nii, .nii.gz) and zip archives of them"
 # What a refused file is, by its first bytes, so that the refusal says more than "unknown".
 _KINDS = ((b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "gzip-compressed data that is not a NIfTI volume"),
