@@ -824,3 +824,20 @@ def test_the_report_says_what_decided_out_of_scope_slices_and_which_threshold_wa
     session.manifest = replace(session.manifest, high_sensitivity=None)
     text = _sr_of(session)[0]["OPPOINT"].TextValue
     assert "High-sensitivity" not in text and text.startswith("main threshold (") and "has none" in text
+
+
+def test_a_report_the_sources_cannot_make_is_one_line_in_the_command_line(orthanc, model_dir, tmp_path, capsys):
+    """A real failure to send (here a PatientSex value DICOM does not allow, which highdicom refuses) is one line
+    naming the reason, without the patient's values, and no traceback."""
+    study_uid = generate_uid()
+    for path in scanner_series(tmp_path / "up", study_uid, n=2):
+        ds = pydicom.dcmread(path)
+        ds.PatientSex = "Male"
+        ds.save_as(path, enforce_file_format=True)
+        orthanc.upload(path)
+    status, _, err = _brainmri(["predict", "--server", orthanc.dicomweb, "--study", study_uid, "--send-results",
+                                "--out", str(tmp_path / "p.csv"), "--models-dir", str(model_dir), "--model",
+                                "tiny-cnn"], capsys)
+    lines = [line for line in err.splitlines() if not line.startswith("retrieved ")]
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: no report sent: ") and "Male" not in err and PATIENT_ID not in err

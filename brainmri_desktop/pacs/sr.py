@@ -77,7 +77,7 @@ def source_header(path: Path) -> pydicom.Dataset:
     header = pydicom.Dataset()
     for keyword in SOURCE_KEYWORDS:
         if keyword in full:
-            setattr(header, keyword, full.data_element(keyword).value)
+            header.add(full.data_element(keyword))  # as stored: setting the value anew logs it when pydicom dislikes it
     if missing := [k for k in REQUIRED if not header.get(k)]:
         raise UnreadableFileError(path, f"the source instance has no {', '.join(missing)}, which a report must "
                                         "reference")
