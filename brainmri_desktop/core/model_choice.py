@@ -43,7 +43,11 @@ def gradcam_caveat(manifest: Manifest) -> str | None:
                 "not as a location")
     if gradcam_points_at_tumours(manifest):
         return None
-    return "For this model the Grad-CAM map does not show where a tumour is: read it as what drove the score"
+    short = ", ".join(f"{v['pointing_game']:.0%} ({k})" for k, v in pointing_scores(manifest.metrics).items()
+                      if v["pointing_game"] < POINTING_BAR)
+    return (f"For this model the Grad-CAM map does not show where a tumour is reliably: its peak lay inside the "
+            f"tumour on only {short} of outlined validation slices (bar {POINTING_BAR:.0%}); read it as what drove "
+            "the score")
 
 
 def gradcam_measured(manifest: Manifest) -> str:
