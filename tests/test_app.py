@@ -36,7 +36,6 @@ def _set_threshold(window, threshold: float) -> None:
     """Moves the model's main operating point, as another manifest would: the session decides again, nothing re-runs."""
     m = window.session.manifest
     window.session.manifest = replace(m, threshold=replace(m.threshold, threshold=threshold))
-    window._refresh_rows()
 
 
 def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_path):

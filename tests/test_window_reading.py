@@ -255,7 +255,6 @@ def test_strip_colours_follow_the_sessions_decisions_not_the_bare_probability(qt
     s = window.session
     m = s.manifest
     s.manifest = replace(m, threshold=replace(m.threshold, threshold=0.0))  # every probability is over it
-    window._refresh_rows()
     blank = next(i for i, sl in enumerate(s.slices) if sl.path.name == "s3.png")
     assert s.verdicts[blank] is not None and not s.decision(blank).flagged
     assert window.strip.kinds[blank] == OUT_OF_SCOPE

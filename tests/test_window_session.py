@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from brainmri_desktop.core.io.slices import SeriesInfo, Slice
+from brainmri_desktop.core.session import Threshold
 from brainmri_desktop.ui.main_window import MainWindow
 from brainmri_desktop.ui.viewing import BRAIN
 
@@ -123,3 +125,39 @@ def test_the_open_files_filter_names_everything_the_loader_reads(window, monkeyp
     first = asked["filters"].split(";;")[0]
     for pattern in ("*.dcm", "*.dicom", "*.ima", "*.png", "*.tiff", "*.nii", "*.nii.gz", "*.zip", "DICOMDIR"):
         assert pattern in first.split("(")[1].rstrip(")").split()
+
+
+def _two_series(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "study" / "t1", n=6, description="T1 axial")
+    write_dicom_series(tmp_path / "study" / "t2", n=4, description="T2 axial")
+    _open(qtbot, window, [tmp_path / "study"])
+    return {s.slices[0].series.description: s for s in window.study.sessions.values()}
+
+
+def test_the_operating_point_is_the_studys_for_every_series_and_the_next_load(qtbot, window, tmp_path):
+    series = _two_series(qtbot, window, tmp_path)
+    bar = window.bar
+    bar.point_combo.setCurrentIndex(bar.point_combo.findData(Threshold.HIGH_SENSITIVITY))
+    window.set_include_out_of_scope(True)
+    # The series not shown is decided as the shown one at once (its flags reach the PDF, the SR and the strip).
+    assert all(s.threshold is Threshold.HIGH_SENSITIVITY and s.include_out_of_scope for s in series.values())
+    write_dicom_series(tmp_path / "other", n=3)
+    _open(qtbot, window, [tmp_path / "other"])
+    assert window.session.threshold is Threshold.HIGH_SENSITIVITY and window.session.include_out_of_scope
+    assert window.session is window.study.session
+
+
+def test_the_window_follows_changes_made_on_the_session(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=6)
+    _open(qtbot, window, [tmp_path / "series"])
+    s, table = window.session, window.slice_list.model
+    s.mark(2, "disagree", "", "dr test")  # as a controller or a script would: on the model, not through the window
+    assert "disagree" in table.index(2, 3).data()
+    window.select_slice(2)
+    s.mark(2, None)
+    assert "disagree" not in table.index(2, 3).data()
+    assert "disagree" not in window.result_panel.text.toPlainText().lower()
+    probabilities = sorted(r.probability for r in s.results.values())
+    s.manifest = replace(s.manifest, threshold=replace(s.manifest.threshold, threshold=probabilities[-2] - 1e-9))
+    assert len(s.flagged()) == 2 and window.slice_list.summary.text().startswith("2 ")
+    assert window.strip.threshold == s.point.threshold

@@ -25,7 +25,13 @@ Grad-CAM
 
 Several series
     A `Study` holds one `Session` per series, each with its own results, marks and current slice (the window
-    keeps zoom, orientation and window per series in ui/viewing.SeriesMemory), so a study browser switches between them without re-running anything.
+    keeps zoom, orientation and window per series in ui/viewing.SeriesMemory), so a study browser switches between
+    them without re-running anything. The study's `Policy` (operating point, out-of-scope switch) decides them all.
+
+Change events
+    A session fires `changed(rows)` when results, decisions or marks change (None: every row) and
+    `cams_changed(keys)` when maps arrive; plain callbacks (core.events), so the window redraws what changed and the
+    command line listens to nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import BrainMRIError
+from .events import Event
 from .inference import LoadedModel, SliceResult, TTAConfig, predict
 from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
@@ -63,6 +70,40 @@ class Threshold(enum.Enum):
     def point(self, manifest: Manifest) -> OperatingPoint:
         """The operating point itself; the main one when the model has no high-sensitivity point."""
         return manifest.operating_point(self is Threshold.HIGH_SENSITIVITY)
+
+
+class Policy:
+    """How a study's slices are decided: which operating point, and whether out-of-scope slices are flagged by their
+    probability too. One per `Study`, shared by its sessions, so a series switched to is decided as the others;
+    `changed` fires when either is set to a new value."""
+
+    def __init__(self, threshold: Threshold = Threshold.DEFAULT, include_out_of_scope: bool = False):
+        self._threshold, self._include_out_of_scope = threshold, include_out_of_scope
+        self.changed = Event()
+
+    @property
+    def threshold(self) -> Threshold:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: Threshold) -> None:
+        if value is not self._threshold:
+            self._threshold = value
+            self.changed.emit()
+
+    @property
+    def include_out_of_scope(self) -> bool:
+        return self._include_out_of_scope
+
+    @include_out_of_scope.setter
+    def include_out_of_scope(self, value: bool) -> None:
+        if bool(value) != self._include_out_of_scope:
+            self._include_out_of_scope = bool(value)
+            self.changed.emit()
+
+    def copy(self) -> Policy:
+        """The same choices, for another study (each study's sessions listen to its own policy only)."""
+        return Policy(self._threshold, self._include_out_of_scope)
 
 
 @dataclass(frozen=True)
@@ -127,16 +168,18 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
 
 
 class Session:
-    """One series under review. Plain attributes, read freely; change them through the methods."""
+    """One series under review. Plain attributes, read freely; change them through the methods, which fire
+    `changed(rows)` (the results, decisions or marks of those slices, None for all) and `cams_changed(keys)`."""
 
     def __init__(self, slices: Sequence[Slice], reviews: Reviews | None = None,
                  scope: Sequence[ScopeCheck] = DEFAULT_SCOPE):
         self.slices: list[Slice] = list(slices)
         self.reviews = reviews if reviews is not None else Reviews()  # a ReviewStore writes them to disk
         self.scope = tuple(scope)
-        self.threshold = Threshold.DEFAULT
-        self.include_out_of_scope = False
-        self.manifest: Manifest | None = None  # the model whose results these are
+        self.changed = Event()
+        self.cams_changed = Event()
+        self.use_policy(Policy())
+        self._manifest: Manifest | None = None
         self.inputs: dict[int, Preprocessed] = {}
         self.results: dict[int, SliceResult] = {}
         self.verdicts: dict[int, str | None] = {}
@@ -144,11 +187,47 @@ class Session:
         self.cams: dict[tuple[int, str], np.ndarray] = {}
         self.current = 0 if self.slices else -1  # the slice shown, kept per series for the study browser
 
+    # ------------------------------------------------------------------- policy
+    def use_policy(self, policy: Policy) -> None:
+        """Decide by `policy` (a study's, shared by its series) from now on."""
+        self.policy = policy
+        policy.changed.connect(lambda: self.changed.emit(None) if self.policy is policy else None)
+        self.changed.emit(None)
+
+    @property
+    def threshold(self) -> Threshold:
+        return self.policy.threshold
+
+    @threshold.setter
+    def threshold(self, value: Threshold) -> None:
+        self.policy.threshold = value
+
+    @property
+    def include_out_of_scope(self) -> bool:
+        return self.policy.include_out_of_scope
+
+    @include_out_of_scope.setter
+    def include_out_of_scope(self, value: bool) -> None:
+        self.policy.include_out_of_scope = value
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The model whose results these are; its operating points decide."""
+        return self._manifest
+
+    @manifest.setter
+    def manifest(self, manifest: Manifest | None) -> None:
+        """The same results read with another manifest's points (a refitted package): every decision may change."""
+        self._manifest = manifest
+        self.changed.emit(None)
+
     # ------------------------------------------------------------------ results
     def start(self, manifest: Manifest) -> None:
         """Forgets the results, inputs and maps of a previous model; the marks and the view stay."""
-        self.manifest = manifest
+        forgotten = set(self.results) | set(self.errors)
+        self._manifest = manifest
         self.inputs, self.results, self.verdicts, self.errors, self.cams = {}, {}, {}, {}, {}
+        self.changed.emit(forgotten)  # not every row: a 2,000-row refresh stalls a window while the model loads
 
     def triage(self, model: LoadedModel, tta: TTAConfig | None = None, chunk: int = 32,
                explain: Callable[[int, object], bool] | None = None) -> Iterator[TriageChunk]:
@@ -161,6 +240,9 @@ class Session:
         self.verdicts.update(chunk.verdicts)
         self.errors.update(chunk.errors)
         self.cams.update({(i, SLICE_VIEW): m for i, m in chunk.cams.items()})
+        self.changed.emit(set(chunk.results) | set(chunk.errors))
+        if chunk.cams:
+            self.cams_changed.emit({(i, SLICE_VIEW) for i in chunk.cams})
 
     def run(self, model: LoadedModel, tta: TTAConfig | None = None,
             explain: Callable[[int, object], bool] | None = None) -> None:
@@ -207,11 +289,17 @@ class Session:
     def mark(self, index: int, verdict: str | None, note: str = "", reader: str | None = None) -> None:
         """Records the reader's verdict with its note, who and when (reader None: the system user name); None takes
         the mark back. Raises OSError when it could not be saved (it is kept for this session)."""
-        self.reviews.set(index, verdict, note, reader)
+        try:
+            self.reviews.set(index, verdict, note, reader)
+        finally:
+            self.changed.emit({index})
 
     def note(self, index: int, text: str, reader: str | None = None) -> None:
         """The note as typed; the verdict stays (without one it is a note-only mark). OSError as `mark`."""
-        self.reviews.set_note(index, text, reader)
+        try:
+            self.reviews.set_note(index, text, reader)
+        finally:
+            self.changed.emit({index})
 
     # --------------------------------------------------------------- Grad-CAM
     def cam(self, index: int, view: str = SLICE_VIEW) -> np.ndarray | None:
@@ -235,16 +323,19 @@ class Session:
 
     def accept_cams(self, maps: dict[tuple[int, str], np.ndarray]) -> None:
         self.cams.update(maps)
+        self.cams_changed.emit(set(maps))
 
 
 class Study:
-    """The series open at once, each with its own session, in the order they were opened."""
+    """The series open at once, each with its own session, in the order they were opened, decided by one `Policy`."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy or Policy()
         self.sessions: dict[str, Session] = {}
         self.active: str | None = None
 
     def add(self, key: str, session: Session) -> Session:
+        session.use_policy(self.policy)
         self.sessions[key] = session
         if self.active is None:
             self.active = key

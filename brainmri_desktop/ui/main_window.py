@@ -40,9 +40,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings("BrainMRI", "BrainMRI")
         self.models_dirs = list(models_dirs or [])
-        self.study = Study()
-        self.session: Session | None = None
-        self.include_out_of_scope = False  # the reader's switch (Review menu), for every series of the study
+        self.study = Study()  # its Policy holds the reader's threshold and out-of-scope switch for every series
         self.triage = TriageController(self)
         self.pacs = PacsController(self)  # File > Open from PACS, Send results to PACS
         self._packages = PackageCache()
@@ -54,6 +52,11 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.setAcceptDrops(True)
         settle_heap()
+
+    @property
+    def session(self) -> Session | None:
+        """The series shown: the study's active session."""
+        return self.study.session
 
     # ---------------------------------------------------------------- layout
     def _build_ui(self) -> None:
@@ -92,6 +95,7 @@ class MainWindow(QMainWindow):
         return dock
 
     def _connect(self) -> None:
+        self.study.policy.threshold = self.bar.threshold
         self.series = SeriesSwitch(self)  # the study browser's series, each a session of self.study
         self.show_series = self.series.show
         self.tools.sliceRequested.connect(self.select_slice)
@@ -108,16 +112,14 @@ class MainWindow(QMainWindow):
         self.bar.modelChanged.connect(self._model_changed)
         self.bar.thresholdChanged.connect(self._threshold_changed)
         self.bar.displayChanged.connect(self._show_current)
-        self.bar.hide_identity.toggled.connect(self._update_title)
+        self.bar.hide_identity.toggled.connect(self.update_title)
         self.bar.hide_identity.toggled.connect(self._show_current)
         self.status_area.cancel_button.clicked.connect(self.cancel)
         t = self.triage
         t.progress.connect(self.status_area.set_progress)
         t.loaded.connect(self._loaded)
-        t.chunkArrived.connect(self._results_arrived)
         t.runFinished.connect(self._run_finished)
-        t.camsArrived.connect(self._cams_arrived)
-        t.failed.connect(self._failed)
+        t.failed.connect(self.show_failure)
         t.exported.connect(lambda path: self.status.setText(f"Saved {path}"))
         t.exportFailed.connect(lambda text: QMessageBox.warning(self, "Export report", text))
 
@@ -155,19 +157,28 @@ class MainWindow(QMainWindow):
 
     def _threshold_changed(self, threshold: Threshold) -> None:
         """A new operating point changes decisions, not probabilities: nothing re-runs."""
-        if self.session is not None:
-            self.session.threshold = threshold
-            self._refresh_rows()
-            self._show_current()
+        self.study.policy.threshold = threshold
 
     def set_include_out_of_scope(self, on: bool) -> None:
         """Slices outside the model's scope flagged by their probability too, or not (the default): decisions
         change, nothing re-runs."""
-        self.include_out_of_scope = on
-        for session in self.study.sessions.values():
-            session.include_out_of_scope = on
-        self._refresh_rows()
-        self._show_current()
+        self.study.policy.include_out_of_scope = on
+
+    def watch(self, session: Session) -> None:
+        """Shows what changes in the session whenever it is the one shown (a series triaged in the background is
+        shown when the reader switches to it)."""
+        session.changed.connect(lambda rows: self._session_changed(session, rows))
+        session.cams_changed.connect(lambda keys: self._cams_changed(session, keys))
+
+    def _session_changed(self, session: Session, rows: set[int] | None) -> None:
+        if session is self.session:
+            self._refresh_rows(rows)
+            if rows is None or session.current in rows:
+                self._show_current()
+
+    def _cams_changed(self, session: Session, keys: set) -> None:
+        if session is self.session and any(i == session.current for i, _view in keys):
+            self._show_current()
 
     # --------------------------------------------------------------- opening
     def open_files_dialog(self) -> None:
@@ -211,7 +222,7 @@ class MainWindow(QMainWindow):
             return
         self.series.open([(item.info.uid, item.slices, store) for item, store in zip(series, reviews)])
 
-    def _update_title(self, *_):
+    def update_title(self, *_):
         title = "BrainMRI"
         if self.session is not None and self.session.slices:
             s = self.session.slices[0]
@@ -226,16 +237,7 @@ class MainWindow(QMainWindow):
         entry = self.bar.entry
         if self.session is None or not self.session.slices or entry is None:
             return
-        cleared = set(self.session.results) | set(self.session.errors)  # a new run forgets them
         self.triage.run(self.session, entry, self.bar.tta.value(), self.study)
-        self._refresh_rows(cleared)  # not every row: a 2,000-row refresh stalls the window while the model loads
-
-    def _results_arrived(self, rows: set[int]) -> None:
-        if self.triage.session is not self.session:
-            return  # a series triaged in the background: shown when the reader switches to it
-        self._refresh_rows(rows)
-        if self.session.current in rows:
-            self._show_current()
 
     def _run_finished(self, complete: bool) -> None:
         self._stop_progress()
@@ -246,15 +248,11 @@ class MainWindow(QMainWindow):
         if s is self.session:
             self._show_current()
 
-    def _cams_arrived(self, keys: set) -> None:
-        if self.session is not None and any(i == self.session.current for i, _view in keys):
-            self._show_current()
-
     def cancel(self) -> None:
         if self.triage.cancel():
             self.status.setText("Cancelled")
 
-    def _failed(self, text: str) -> None:
+    def show_failure(self, text: str) -> None:
         self._stop_progress()
         self.status.setText(text)
         self.errors.addItem(text)
@@ -313,10 +311,7 @@ class MainWindow(QMainWindow):
         try:
             change()
         except OSError as exc:
-            self._failed(f"The review mark could not be saved ({exc.strerror}); it is kept for this session only")
-        if session is self.session:
-            self._refresh_rows({index})
-            self._show_current()
+            self.show_failure(f"The review mark could not be saved ({exc.strerror}); it is kept for this session only")
 
     # --------------------------------------------------------------- display
     def _show_current(self, *_) -> None:

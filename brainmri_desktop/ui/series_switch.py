@@ -23,39 +23,40 @@ class SeriesSwitch:
         window.triage.runFinished.connect(lambda _complete: self._show_scope(window.triage.session))
 
     def open(self, series: list[tuple[str, list, ReviewStore | None]]) -> None:
-        """Opens every (uid, slices, review store) as a session of a new Study; shows the browser's first series."""
+        """Opens every (uid, slices, review store) as a session of a new Study, decided as the last one was; shows
+        the browser's first series."""
         w = self.w
         w.tools.memory.forget()
-        w.study, w.session = Study(), None
+        w.study = Study(w.study.policy.copy())
         for uid, slices, reviews in series:
             session = w.study.add(uid, Session(slices, reviews if reviews is not None else ReviewStore(slices)))
-            session.include_out_of_scope = w.include_out_of_scope
+            w.watch(session)
             if session.reviews.load_error:
-                w._failed(session.reviews.load_error)
+                w.show_failure(session.reviews.load_error)
         w.browser.set_slices([s for session in w.study.sessions.values() for s in session.slices])
-        self.show(w.browser.series_uids()[0])
+        self._present(w.browser.series_uids()[0])
 
     def show(self, uid: str) -> None:
         w = self.w
-        if uid not in w.study.sessions or (w.session is not None and uid == w.study.active):
-            return
-        if w.session is not None:
+        if uid in w.study.sessions and uid != w.study.active:
             w.tools.leave_series(w.study.active)
-        w.session = w.study.activate(uid)
-        w.session.threshold = w.bar.threshold
+            self._present(uid)
+
+    def _present(self, uid: str) -> None:
+        w = self.w
+        session = w.study.activate(uid)
         w.browser.select_series(uid, notify=False)
-        w.slice_list.model.set_session(w.session)
-        w.strip.show_session(w.session)
-        w._update_title()
-        w.select_slice(w.tools.enter_series(uid, w.session.slices[0]))
+        w.slice_list.model.set_session(session)
+        w.slice_list.show_session(session, set())  # the summary
+        w.strip.show_session(session)
+        w.update_title()
+        w.select_slice(w.tools.enter_series(uid, session.slices[0]))
         w.tools.restore_series(uid)
         # The line said how the last run went, maybe another series': it now says where this one stands.
-        w.status.setText(f"{series_name(w.session)}: {len(w.session.results)} of {len(w.session.slices)} slices triaged")
+        w.status.setText(f"{series_name(session)}: {len(session.results)} of {len(session.slices)} slices triaged")
         entry = w.bar.entry
-        if entry is not None and Study.needs_triage(w.session, entry.manifest, w.triage.running):
+        if entry is not None and Study.needs_triage(session, entry.manifest, w.triage.running):
             w.run_inference()
-        else:
-            w._refresh_rows(set())  # the summary; the table and the strip show the series already
 
     def _started(self, session: Session, model: str) -> None:
         where = "" if session is self.w.session else f" on {series_name(session)} in the background"
