@@ -160,7 +160,8 @@ def test_send_sr_and_overlays_then_read_them_back(orthanc, study, tmp_path):
     refs = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in _sr_items(sr) if i.ValueType == "IMAGE"]
     assert refs == [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in mr]
     capture = next(ds for ds in back if ds.Modality == "OT")
-    assert capture.BurnedInAnnotation == "YES" and capture.ImageComments.startswith(LABEL) and capture.PatientID == PATIENT_ID
+    assert capture.BurnedInAnnotation == "YES" and capture.ImageComments.startswith(LABEL)
+    assert capture.PatientID == PATIENT_ID
     assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == refs[-1]
     assert capture.pixel_array.shape == (64, 64, 3)
     # the next triage of the study retrieves its images, not the results sent into it

@@ -108,3 +108,48 @@ def test_a_server_that_is_down_shows_one_clear_message(qtbot, window):
     dialog.date.setText("last week")
     qtbot.mouseClick(dialog.search_button, Qt.LeftButton)
     assert "YYYYMMDD" in dialog.message.text()
+
+
+def test_send_from_the_window_without_sex_time_id_or_referrer_carries_the_readers_disagreement(qtbot, window, orthanc,
+                                                                                              tmp_path):
+    """Issue 26 items 1 and 2 through the window: a study lacking PatientSex, StudyTime, StudyID and
+    ReferringPhysicianName is sent, the SR holds the reader's "disagree", and that slice's capture says so."""
+    from pydicom.uid import generate_uid
+
+    from brainmri_desktop.pacs.sc import REVIEW_LINES
+
+    from .test_pacs import scanner_series
+
+    study_uid = generate_uid()
+    for path in scanner_series(tmp_path / "up", study_uid, n=4):
+        ds = pydicom.dcmread(path)
+        for keyword in ("PatientSex", "StudyTime", "StudyID", "ReferringPhysicianName"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path, enforce_file_format=True)
+        orthanc.upload(path)
+    dialog = _search(qtbot, window, orthanc.dicomweb)
+    qtbot.mouseClick(dialog.retrieve_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: window.session is not None and window.session.complete
+                    and window.triage.infer_worker is None, timeout=60000)
+    window.session.include_out_of_scope = True  # MR_small is DERIVED\SECONDARY (see the test above)
+    _set_threshold(window, min(r.probability for r in window.session.results.values()) - 1e-9)
+    window.session.mark(1, "disagree", reader="Dr Window")
+    disagreed = pydicom.dcmread(window.session.slices[1].path, stop_before_pixels=True).SOPInstanceUID
+    _menu_action(window, "pacsOverlays").trigger()
+    _menu_action(window, "sendToPacs").trigger()
+    qtbot.waitUntil(lambda: window.pacs.send_worker is None, timeout=60000)
+    assert window.status.text().startswith("Sent to the PACS: stored a structured report of 4 slices (4 flagged) and "
+                                           "4 Grad-CAM overlay images"), window.status.text()
+    client = client_for(orthanc.dicomweb)
+    series = {s.modality: s for s in list_series(client, study_uid)}
+    back = [pydicom.dcmread(p) for p in retrieve_study(client, StudyCache(tmp_path / "back"), study_uid,
+                                                       [series["SR"].uid, series["OT"].uid]).paths]
+    sr = next(ds for ds in back if ds.Modality == "SR")
+    codes = [i.ConceptCodeSequence[0].CodeValue for i in _sr_items(sr)
+             if i.ConceptNameCodeSequence[0].CodeValue == "REVIEW"]
+    assert codes == ["DISAGREE"] and "Dr Window" in [str(i.get("TextValue", "")) for i in _sr_items(sr)]
+    comments = {ds.SourceImageSequence[0].ReferencedSOPInstanceUID: ds.ImageComments
+                for ds in back if ds.Modality == "OT"}
+    assert len(comments) == 4 and REVIEW_LINES["disagree"] in comments[disagreed]
+    assert sum(REVIEW_LINES["disagree"] in c for c in comments.values()) == 1

@@ -192,7 +192,8 @@ def test_the_pdf_pictures_unflagged_slices_with_a_second_look_or_a_mark_and_the_
     write_pdf(report, tmp_path / "r.pdf", lambda i: None)
     text = pdf_text((tmp_path / "r.pdf").read_bytes())
     assert [i for i in range(5) if f"slice {i + 1}: s{i}.png" in text] == [1, 2, 3]
-    assert f"p = {t - 0.2:.3f} (threshold {t:.3f}) - not " in text and "reader: agree (by R1, " in text  # "fl": a ligature
+    # "flagged" is cut at its "fl" ligature in the PDF's text
+    assert f"p = {t - 0.2:.3f} (threshold {t:.3f}) - not " in text and "reader: agree (by R1, " in text
     assert gradcam_caveat(report.manifest) in text
     write_csv(report, tmp_path / "r.csv")
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))

@@ -4,8 +4,8 @@ marks.
 The PDF pictures every flagged slice, and every unflagged one with a second look or a reader's mark (a reader who
 agreed with an unflagged slice must find it there), up to `PDF_MAX_SLICES` (three to a page); past that it keeps the
 marked ones, then the most probable, and says on its first page how many it left out and why. Every page carries the
-disclaimer, and the caveat on the model's Grad-CAM map when it has one (core.model_choice.gradcam_caveat). Each mark appears with its reader and
-time, beside its slice and in a list of every mark (flagged or not). Patient identity goes into an export only when
+disclaimer, and the caveat on the model's Grad-CAM map when it has one (core.model_choice.gradcam_caveat). Each mark
+appears with its reader and time, beside its slice and in a list of every mark (flagged or not). Patient identity goes into an export only when
 the reader asks for it. Both files are written atomically.
 """
 
@@ -35,8 +35,8 @@ from .wording import DISCLAIMER
 PDF_MAX_SLICES = 300
 PER_PAGE = 3
 MARKS_PER_PAGE = 40
-CSV_COLUMNS = ["slice", "file", "frame", "model_id", "model_version", "probability", "threshold", "flagged", "second_look", "tta_std",
-               "augmentations", "review", "note", "reader", "marked_at", "out_of_scope"]
+CSV_COLUMNS = ["slice", "file", "frame", "model_id", "model_version", "probability", "threshold", "flagged",
+               "second_look", "tta_std", "augmentations", "review", "note", "reader", "marked_at", "out_of_scope"]
 A4 = (8.27, 11.69)
 
 

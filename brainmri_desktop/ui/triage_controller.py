@@ -156,8 +156,9 @@ class TriageController(QObject):
     def gradcam_for(self, session: Session):
         """The loaded model's Grad-CAM when that model is the one whose results the session holds, else None: a map
         from another model would explain a probability it did not give."""
-        explains = (session.manifest is not None and self.model is not None
-                    and session.manifest.content_key == self.model.manifest.content_key)
+        # the same package files (weights, architecture): a map depends on them, not on where the threshold lies
+        explains = (session.manifest is not None and self.model is not None and session.manifest.id == self.model.id
+                    and session.manifest.files == self.model.manifest.files)
         return self.gradcam if explains else None
 
     def _cams(self, worker, session: Session, inputs: dict, maps: dict) -> None:
