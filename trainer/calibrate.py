@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
+from brainmri_desktop.core.flag_rule import at_or_over
 from brainmri_desktop.core.inference import sigmoid
 from brainmri_desktop.core.manifest import calibrated_logit
 
@@ -63,7 +64,7 @@ class Point:
 
 
 def _rates(probs: np.ndarray, labels: np.ndarray, t: float) -> tuple[float, float]:
-    pred = probs >= t
+    pred = at_or_over(probs, t)
     pos, neg = labels == 1, labels == 0
     sens = float(pred[pos].mean()) if pos.any() else float("nan")
     spec = float((~pred[neg]).mean()) if neg.any() else float("nan")

@@ -138,5 +138,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
     if cfg.workers < 1:
         raise ValueError("workers must be 1 or more")
+    from brainmri_desktop.core.augment import MAX_TTA
+
+    if not 1 <= cfg.tta_eval <= MAX_TTA:
+        raise ValueError(f"tta_eval must be between 1 and {MAX_TTA} (the views the application can run)")
     if not cfg.data:
         raise ValueError("no data roots given (--data DIR or [[data]] in the config)")

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from brainmri_desktop.core.atomic import atomic_write_text
+from brainmri_desktop.core.flag_rule import at_or_over
 from brainmri_desktop.core.gradcam import GradCAM
 from brainmri_desktop.core.inference import LoadedModel, TTAConfig
 from brainmri_desktop.core.packages import ModelEntry, read_package
@@ -96,7 +97,8 @@ def evaluate_package(package: Path, cfg: TrainConfig, out: Path, tta: int | None
     roc(p, y, out / "roc.png")
     reliability(p, y, out / "reliability.png")
     confusion(p, y, t, out / "confusion.png")
-    wrong = [i for i in range(len(p)) if (p[i] >= t) != bool(y[i])][:24]
+    flagged = at_or_over(p, t)
+    wrong = [i for i in range(len(p)) if flagged[i] != bool(y[i])][:24]
     image_grid([preprocess_sample(ev["samples"][i], manifest.preprocessing).image for i in wrong],
                [f"{ev['sources'][i]} y={y[i]} p={p[i]:.2f}" for i in wrong], out / "misclassified.png")
     gradcam_review_grid(model, ev["samples"], p, y, t, out / "gradcam_tp_fp_fn.png")
@@ -105,7 +107,8 @@ def evaluate_package(package: Path, cfg: TrainConfig, out: Path, tta: int | None
 
 def gradcam_review_grid(model: LoadedModel, samples: list[Sample], p, y, t: float, path: Path, per_kind: int = 6):
     """Grad-CAM over the model input for the most confident true positives, false positives and false negatives."""
-    kinds = {"TP": (p >= t) & (y == 1), "FP": (p >= t) & (y == 0), "FN": (p < t) & (y == 1)}
+    flagged = at_or_over(p, t)
+    kinds = {"TP": flagged & (y == 1), "FP": flagged & (y == 0), "FN": ~flagged & (y == 1)}
     picked = []
     for kind, sel in kinds.items():
         idx = np.nonzero(sel)[0]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from brainmri_desktop.core.flag_rule import at_or_over
+
 NAMES = ("accuracy", "precision", "sensitivity", "specificity", "f1", "auc")
 
 
 def point_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     p, y = np.asarray(probs, float), np.asarray(labels, int)
-    pred = p >= threshold
+    pred = at_or_over(p, threshold)
     tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
     fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
     nan = float("nan")

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from brainmri_desktop.core.flag_rule import at_or_over  # noqa: E402
+
 
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,7 @@ def reliability(probs, labels, path: Path, bins: int = 10) -> None:
 
 
 def confusion(probs, labels, threshold: float, path: Path) -> None:
-    p, y = np.asarray(probs) >= threshold, np.asarray(labels) == 1
+    p, y = at_or_over(probs, threshold), np.asarray(labels) == 1
     m = np.array([[np.sum(~p & ~y), np.sum(p & ~y)], [np.sum(~p & y), np.sum(p & y)]])
     fig, ax = plt.subplots(figsize=(3.5, 3.5))
     ax.imshow(m, cmap="Blues")

@@ -44,6 +44,7 @@ import numpy as np
 
 from .errors import BrainMRIError
 from .events import Event
+from .flag_rule import at_or_over
 from .inference import LoadedModel, SliceResult, TTAConfig, predict
 from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
@@ -118,7 +119,8 @@ def decide(result: SliceResult, point: OperatingPoint, verdict: str | None = Non
     """The one rule that turns a probability into a triage decision."""
     counts = verdict is None or include_out_of_scope
     t = point.threshold
-    return Decision(counts and result.probability >= t, counts and result.p_low < t <= result.p_high, verdict)
+    return Decision(counts and bool(at_or_over(result.probability, t)),
+                    counts and result.p_low < t <= result.p_high, verdict)
 
 
 @dataclass
