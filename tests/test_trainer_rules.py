@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,11 @@ from brainmri_desktop.core.augment import MAX_TTA
 from brainmri_desktop.core.inference import SliceResult
 from brainmri_desktop.core.manifest import OperatingPoint
 from brainmri_desktop.core.session import decide
-from trainer import calibrate, metrics
+from trainer import calibrate, export, metrics
+from trainer.calibrate import TEMPERATURE_BOUNDS
+from trainer.cli import main as brainmri_train
 from trainer.config import TrainConfig, validate
+from trainer.export import weakness
 
 
 def _result(p: float) -> SliceResult:
@@ -49,3 +54,35 @@ def test_tta_eval_outside_what_the_application_runs_is_refused(views):
 
 def test_tta_eval_at_the_limit_is_accepted():
     validate(TrainConfig.from_dict({"data": ["x"], "tta_eval": MAX_TTA}))
+
+
+def _run(tmp_path, auc: float, temperature: float):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": "cnn"}))
+    (run / "results.json").write_text(json.dumps({"validation": {"auc": {"value": auc}},
+                                                  "temperature": temperature}))
+    return run
+
+
+@pytest.mark.parametrize("auc, temperature, why", [(0.11, 1.3, "validation AUC is 0.11"),
+                                                   (0.95, TEMPERATURE_BOUNDS[1], "calibration collapsed"),
+                                                   (0.95, TEMPERATURE_BOUNDS[0], "calibration collapsed")])
+def test_export_refuses_a_weak_run_in_one_line_unless_forced(tmp_path, capsys, monkeypatch, auc, temperature,
+                                                             why):
+    run = _run(tmp_path, auc, temperature)
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models")]) == 2
+    err = capsys.readouterr().err
+    assert why in err and "--force" in err and err.count("\n") == 1
+    assert not (tmp_path / "models").exists()
+
+    def past_the_check(*args):
+        raise RuntimeError("past the check")
+
+    monkeypatch.setattr(export, "manifest_from_run", past_the_check)
+    with pytest.raises(RuntimeError, match="past the check"):
+        brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--force"])
+
+
+def test_a_sound_run_is_not_called_weak():
+    assert weakness({"validation": {"auc": {"value": 0.93}}, "temperature": 1.4}) is None

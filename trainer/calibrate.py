@@ -17,10 +17,13 @@ def _nll(z: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
+TEMPERATURE_BOUNDS = (0.05, 50.0)  # a fit that ends on either bound has found no calibration: export refuses it
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T > 0 minimising the log loss of sigmoid(logit / T) on held-out predictions."""
     z, y = np.asarray(logits, float), np.asarray(labels, float)
-    res = minimize_scalar(lambda t: _nll(z / np.exp(t), y), bounds=(np.log(0.05), np.log(50.0)), method="bounded")
+    res = minimize_scalar(lambda t: _nll(z / np.exp(t), y), bounds=tuple(np.log(TEMPERATURE_BOUNDS)), method="bounded")
     return float(np.exp(res.x))
 
 
@@ -39,7 +42,7 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
     start = [np.log(fit_temperature(z, y)), 0.0]
     res = minimize(lambda v: _nll(z / np.exp(v[0]) + v[1], y), start, method="Nelder-Mead",
                    options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
-    log_t = float(np.clip(res.x[0], np.log(0.05), np.log(50.0)))
+    log_t = float(np.clip(res.x[0], *np.log(TEMPERATURE_BOUNDS)))
     return Calibration(float(np.exp(log_t)), float(np.clip(res.x[1], -20, 20)))
 
 

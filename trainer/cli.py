@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=Path, help="models folder (default: the per-user models folder)")
     p.add_argument("--id")
     p.add_argument("--name")
-    p.add_argument("--force", action="store_true", help="replace a package with the same id")
+    p.add_argument("--force", action="store_true",
+                   help="replace a package with the same id; export a run with validation AUC below 0.7 or a "
+                        "collapsed calibration")
     p.add_argument("--leave-out", action="append", type=Path, default=[],
                    help="a run trained with --exclude-source: its figures go into the model card (repeatable)")
     p.set_defaults(func=cmd_export)

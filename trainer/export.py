@@ -14,8 +14,21 @@ from brainmri_desktop.core.preprocess import PreprocessSpec
 
 from . import __version__
 from .architectures import gradcam_layer
+from .calibrate import TEMPERATURE_BOUNDS
 
 NAMES = {"cnn": "Custom CNN (32-64-128)", "resnet50": "ResNet50, dual-branch head"}
+MIN_VALIDATION_AUC = 0.7  # below it a package would flag near chance, yet appear in the window beside the bundled ones
+
+
+def weakness(results: dict) -> str | None:
+    """Why a run (its results.json) is too weak to export without --force, or None."""
+    auc = ((results.get("validation") or {}).get("auc") or {}).get("value")
+    if auc is None or not auc >= MIN_VALIDATION_AUC:
+        return f"its validation AUC is {'unknown' if auc is None else f'{auc:.2f}'}, below {MIN_VALIDATION_AUC}"
+    t = float(results["temperature"])
+    if not TEMPERATURE_BOUNDS[0] * 1.01 < t < TEMPERATURE_BOUNDS[1] * 0.99:
+        return f"its calibration collapsed (temperature {t:.2f} at the fit's bound)"
+    return None
 
 
 def _point(d: dict, method: str, data: str) -> OperatingPoint:
@@ -80,6 +93,9 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
         return LoadedModel(ModelEntry(Path(run), "dir", manifest=manifest), manifest, model)
 
     run_dir = Path(run_dir)
+    weak = weakness(json.loads((run_dir / "results.json").read_text()))
+    if weak and not force:
+        raise ModelPackageError(run_dir, f"not exported: {weak} (use --force to export it anyway)")
     manifest = manifest_from_run(run_dir, model_id, name)
     loaded = run_model(run_dir, manifest)
     target = Path(to or user_models_dir()) / manifest.id
