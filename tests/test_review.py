@@ -198,3 +198,4 @@ def test_the_pdf_pictures_unflagged_slices_with_a_second_look_or_a_mark_and_the_
     write_csv(report, tmp_path / "r.csv")
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert {(r["model_id"], r["model_version"]) for r in rows} == {(report.manifest.id, report.manifest.version)}
+    assert all(r["disclaimer"].startswith("Triage aid, not a diagnosis.") for r in rows)

@@ -36,7 +36,8 @@ PDF_MAX_SLICES = 300
 PER_PAGE = 3
 MARKS_PER_PAGE = 40
 CSV_COLUMNS = ["slice", "file", "frame", "model_id", "model_version", "probability", "threshold", "flagged",
-               "second_look", "tta_std", "augmentations", "review", "note", "reader", "marked_at", "out_of_scope"]
+               "second_look", "tta_std", "augmentations", "review", "note", "reader", "marked_at", "out_of_scope",
+               "disclaimer"]  # on every row: a table opened alone, or cut, still says what it is
 A4 = (8.27, 11.69)
 
 
@@ -105,7 +106,7 @@ def write_csv(report: StudyReport, path: Path) -> None:
             "tta_std": f"{r.tta_std:.4f}" if r else "", "augmentations": r.augmentations if r else "",
             "review": mark.verdict if mark else "", "note": mark.note if mark else "",
             "reader": mark.reader if mark else "", "marked_at": mark.time if mark else "",
-            "out_of_scope": (d.out_of_scope or "") if d else "",
+            "out_of_scope": (d.out_of_scope or "") if d else "", "disclaimer": DISCLAIMER,
         })
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
