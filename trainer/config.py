@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from brainmri_desktop.core.preprocess import PreprocessSpec
+
 
 @dataclass(frozen=True)
 class DataRoot:
@@ -99,6 +101,12 @@ class TrainConfig:
         merged = self.to_dict()
         merged.update({k: v for k, v in changes.items() if v is not None})
         return TrainConfig.from_dict(merged)
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        """The preprocessing this run trains with, and its package's manifest records."""
+        return PreprocessSpec(input_size=self.img_size, clahe=self.clahe, strip_rim=self.strip_rim,
+                              intensity_scale=self.intensity_scale,
+                              model_normalisation="resnet50" if self.arch == "resnet50" else "unit")
 
 
 def read_config(path: Path | None) -> TrainConfig:

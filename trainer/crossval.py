@@ -11,7 +11,7 @@ from .calibrate import calibrated, fit_calibration, youden_threshold
 from .config import TrainConfig, validate
 from .metrics import with_intervals
 from .splits import group_kfold
-from .train import fit, prepare, spec_for, view_logits
+from .train import fit, prepare, view_logits
 
 
 def _folds(cfg: TrainConfig, prepared, folds: int, loso: bool) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -41,7 +41,7 @@ def cross_validate(cfg: TrainConfig, out: Path, folds: int = 5, leave_one_source
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(cfg, Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
-    norm = spec_for(cfg).model_normalisation
+    norm = cfg.preprocess_spec().model_normalisation
     oof = np.full(len(prepared.samples), np.nan)
     per_fold = {}
     for name, train, val, test in _folds(cfg, prepared, folds, leave_one_source_out):

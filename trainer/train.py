@@ -19,7 +19,6 @@ import numpy as np
 from brainmri_desktop.core.augment import TTA_ORDER, apply_tta
 from brainmri_desktop.core.atomic import atomic_write_bytes, atomic_write_text
 from brainmri_desktop.core.inference import logit_function, run_logits
-from brainmri_desktop.core.preprocess import PreprocessSpec
 
 from . import __version__
 from .architectures import (ArchConfig, backbone_layer_names, build, gradcam_layer, lesion_loss, load_weights_by_name,
@@ -32,14 +31,9 @@ from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, LesionTargets, build_cache, make_sequence
 from .dedup import Grouping, group_samples
 from .metrics import with_intervals
+from .pack import load_packed
 from .splits import Split, split_groups
 from .train_graph import float32_copy, hardware, keep_outputs_float32, precision, uint8_trainee
-
-
-def spec_for(cfg: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(input_size=cfg.img_size, clahe=cfg.clahe, strip_rim=cfg.strip_rim,
-                          intensity_scale=cfg.intensity_scale,
-                          model_normalisation="resnet50" if cfg.arch == "resnet50" else "unit")
 
 
 @dataclass
@@ -65,14 +59,12 @@ def load_samples(cfg: TrainConfig) -> list[Sample]:
 
 def prepare(cfg: TrainConfig, cache_dir: Path | None, packed: Path | None = None) -> Prepared:
     """Read and preprocess every image once, drop the unreadable, group duplicates and split. `packed`: a folder of
-    data preprocessed elsewhere (trainer/remote.py) instead of the config's data folders."""
+    data preprocessed elsewhere (trainer/pack.py) instead of the config's data folders."""
     if packed:
-        from .remote import load_packed
-
         samples, cache = load_packed(packed, cfg)
     else:
         samples = load_samples(cfg)
-        cache = build_cache(samples, spec_for(cfg), cache_dir, workers=cfg.workers)
+        cache = build_cache(samples, cfg.preprocess_spec(), cache_dir, workers=cfg.workers)
     unreadable = [(str(samples[i].path), r) for i, r in sorted(cache.errors.items())]
     keep = np.nonzero(cache.ok)[0]
     samples = [samples[i] for i in keep]
@@ -253,7 +245,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     weights = sample_weights(cfg, prepared, train_idx)
     augmenter = build_augmenter(cfg.augment)
-    norm = spec_for(cfg).model_normalisation
+    norm = cfg.preprocess_spec().model_normalisation
     keep_outputs_float32(trainee)
     # What trains; it shares its layers with `trainee`, whose weights the checkpoints hold (as before it existed).
     graph = uint8_trainee(trainee, norm)
@@ -462,7 +454,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, comman
     if model is None:
         return {"paused_after_epoch": state["epoch"]}
     model.save(run_dir / "model.keras")
-    norm = spec_for(cfg).model_normalisation
+    norm = cfg.preprocess_spec().model_normalisation
     views_val = view_logits(model, prepared.images(val_idx), norm, cfg.tta_eval)
     test_idx = np.asarray(split.test, dtype=int)
     views_test = view_logits(model, prepared.images(test_idx), norm, cfg.tta_eval) if len(test_idx) else None
@@ -481,7 +473,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, comman
         "split_sizes": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))},
         "excluded_sources": list(cfg.exclude_sources),
         "early_stopping_images": int(calib_mask.sum()),
-        "preprocessing": spec_for(cfg).to_dict(),
+        "preprocessing": cfg.preprocess_spec().to_dict(),
     })
     np.savez(run_dir / "predictions.npz", val_logits=views_val, val_labels=y_val, val_sources=src_val,
              test_logits=views_test if views_test is not None else np.zeros((0, 0)), test_labels=y_test,
