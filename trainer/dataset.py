@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from brainmri_desktop.core.atomic import atomic_write_with
 from brainmri_desktop.core.errors import BrainMRIError
 from brainmri_desktop.core.io.study import read_file
 from brainmri_desktop.core.preprocess import PreprocessSpec, Preprocessed, preprocess_slice, preprocess_values
@@ -122,12 +123,11 @@ def build_cache(samples: list[Sample], spec: PreprocessSpec, cache_dir: Path | N
         if digest is not None:
             hashes[i], hashed[i] = digest, True
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A name of this process's own: two runs sharing a cache folder may build the same cache at once.
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, head_fraction=heads, hashes=hashes, hashed=hashed, masks=masks, has_mask=has_mask,
-                 error_index=np.array(list(errors), dtype=np.int64), error_reason=np.array(list(errors.values()), dtype=str))
-        tmp.replace(path)
+        # two runs sharing a cache folder may build the same cache at once: atomic_write_with's names are their own
+        atomic_write_with(path, lambda f: np.savez(
+            f, images=images, head_fraction=heads, hashes=hashes, hashed=hashed, masks=masks, has_mask=has_mask,
+            error_index=np.array(list(errors), dtype=np.int64),
+            error_reason=np.array(list(errors.values()), dtype=str)))
     return Cache(images, heads, errors, hashes, hashed, masks, has_mask)
 
 

@@ -9,16 +9,18 @@ manifest. Images go through the application's own reader and preprocessing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from brainmri_desktop.core.atomic import atomic_write_folder
 from brainmri_desktop.core.errors import BrainMRIError, ModelPackageError
 from brainmri_desktop.core.manifest import MANIFEST_NAME, Manifest
 from brainmri_desktop.core.ood import OOD_FILE, OODDetector, detector_from_bytes, run_scoring, scoring_model
-from brainmri_desktop.core.packages import load_keras_model, read_package, sha256_file
+from brainmri_desktop.core.packages import load_keras_model, read_package
 from brainmri_desktop.core.preprocess import Preprocessed
 from brainmri_desktop.core.scope import content_fraction, is_blank
 
@@ -207,21 +209,20 @@ def package_parts(package: Path, manifest: Manifest, data_dir: Path | None = Non
 
 
 def write_scope(package: Path, detector: OODDetector, metrics: dict, trained: dict, card_section: str) -> Manifest:
-    """Add the detector, the trained-on fields, the scope metrics and the card section to a package in place; every
-    other file stays as it is, and the manifest's sha256 list is written again."""
-    from brainmri_desktop.core.atomic import atomic_write_bytes
-
+    """Add the detector, the trained-on fields, the scope metrics and the card section to a package; every other file
+    stays as it is, and the manifest's sha256 list is written again. The package is replaced whole: the window may
+    be reading it, and must see the old package or the new one, never the new detector beside the old manifest."""
     package = Path(package)
     manifest = read_package(package)
-    atomic_write_bytes(package / OOD_FILE, detector.to_bytes())
-    card = package / "MODEL_CARD.md"
-    if card.exists():
-        atomic_write_bytes(card, with_section(card.read_text(encoding="utf-8"), card_section).encode("utf-8"))
-    files = {p.name: sha256_file(p) for p in sorted(package.iterdir())
-             if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")}
-    manifest = replace(manifest, files=files, ood_file=OOD_FILE, trained_on=trained,
-                       metrics={**manifest.metrics, "scope": metrics})
-    atomic_write_bytes(package / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    contents = {p.name: p.read_bytes() for p in sorted(package.iterdir())
+                if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")}
+    contents[OOD_FILE] = detector.to_bytes()
+    if "MODEL_CARD.md" in contents:
+        card = with_section(contents["MODEL_CARD.md"].decode("utf-8"), card_section)
+        contents["MODEL_CARD.md"] = card.encode("utf-8")
+    manifest = replace(manifest, files={name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
+                       ood_file=OOD_FILE, trained_on=trained, metrics={**manifest.metrics, "scope": metrics})
+    atomic_write_folder(package, {**contents, MANIFEST_NAME: manifest.to_json().encode("utf-8")})
     read_package(package)  # refuse to leave a package that does not verify
     return manifest
 
