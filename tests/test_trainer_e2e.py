@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -21,6 +22,8 @@ def tiny_data(tmp_path_factory):
     return write_labelled_folder(tmp_path_factory.mktemp("data") / "synthetic", n_per_class=20, size=48)
 
 
+# Runs this small are too weak for export's bar (validation AUC 0.7, a calibration off its bounds): they export with
+# --force, the pipeline being what is tested.
 def _train(tiny_data, out, *extra):
     return brainmri_train(["train", "--data", str(tiny_data), "--arch", "cnn", "--img-size", "32",
                            "--batch-size", "8", "--augment", "moderate", "--out", str(out), *extra])
@@ -32,11 +35,13 @@ def test_train_export_and_predict(tiny_data, tmp_path, capsys):
     results = json.loads((run / "results.json").read_text())
     assert 0 < results["temperature"] < 100
     assert 0 < results["threshold"]["threshold"] < 1
-    assert results["high_sensitivity"]["sensitivity"] >= 0.95 or results["high_sensitivity"]["threshold"] < 0.5
+    assert results["high_sensitivity"]["sensitivity"] >= 0.95  # always reachable on validation: flag everything
     assert (run / "plots" / "training_curves.png").exists()
     models = tmp_path / "models"
-    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn"]) == 0
-    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn"]) == 2  # needs --force
+    # Two epochs on 40 images calibrate no better than this: export refuses the run until told
+    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn", "--force"]) == 0
     entry = find_model(discover([models]), "synthetic-cnn")
     assert entry.manifest.temperature == pytest.approx(results["temperature"])
     assert LoadedModel.load(entry).keras_model is not None
@@ -44,9 +49,9 @@ def test_train_export_and_predict(tiny_data, tmp_path, capsys):
     image = next((tiny_data / "yes").iterdir())
     assert brainmri(["predict", "--models-dir", str(models), "--model", "synthetic-cnn", "--cam-dir",
                      str(tmp_path / "cams"), "--out", str(out_csv), str(image)]) == 0
-    row = out_csv.read_text().splitlines()[1].split(",")
-    assert row[2] == "synthetic-cnn" and 0 <= float(row[3]) <= 1
-    cam = np.load(row[9])
+    row = next(csv.DictReader(out_csv.open()))
+    assert row["model_id"] == "synthetic-cnn" and 0 <= float(row["probability"]) <= 1
+    cam = np.load(row["cam_path"])
     assert cam.shape == (48, 48) and cam.dtype == np.float32
 
 
@@ -90,7 +95,7 @@ def test_eda_cv_evaluate_and_ablate_run_end_to_end(tiny_data, tmp_path):
     assert "| base |" in table and "| focal | loss=focal |" in table
     run = tmp_path / "ab" / "base"
     models = tmp_path / "models"
-    brainmri_train(["export", str(run), "--to", str(models), "--id", "ab-base"])
+    brainmri_train(["export", str(run), "--to", str(models), "--id", "ab-base", "--force"])
     assert brainmri_train(["evaluate", "--model", str(models / "ab-base"), "--data", str(tiny_data),
                            "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
@@ -122,7 +127,7 @@ def test_leave_one_source_out_run_goes_into_the_model_card(tiny_data, tmp_path, 
     assert f"early stopping watches {own} validation images" in capsys.readouterr().out  # never the left-out source
     assert held_out["excluded_sources"] == ["other"] and "other" in held_out["validation_by_source"]
     assert brainmri_train(["export", str(tmp_path / "all"), "--to", str(tmp_path / "models"), "--id", "two-sources",
-                           "--leave-out", str(tmp_path / "without")]) == 0
+                           "--force", "--leave-out", str(tmp_path / "without")]) == 0
     card = (tmp_path / "models" / "two-sources" / "MODEL_CARD.md").read_text()
     row = next(line for line in card.splitlines() if line.startswith("| other | `without` |"))
     auc = held_out["validation_by_source"]["other"]["auc"]["value"]
@@ -149,7 +154,7 @@ def test_lesion_guidance_trains_on_masks_and_exports_the_plain_classifier(tmp_pa
     assert _train(data, run, "--epochs", "2", "--lesion-weight", "1.0") == 0
     history = json.loads((run / "checkpoints" / "state.json").read_text())["history"]
     assert all(np.isfinite(h["lesion_loss"]) and "val_prob_auc" in h for h in history)
-    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "guided"]) == 0
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "guided", "--force"]) == 0
     model = LoadedModel.load(find_model(discover([tmp_path / "models"]), "guided")).keras_model
     assert [layer.name for layer in model.layers if layer.name == "lesion"] == []
     assert len(model.outputs) == 1
@@ -163,7 +168,7 @@ def test_lesion_evidence_is_part_of_the_exported_classifier(tmp_path):
     run = tmp_path / "run"
     assert _train(data, run, "--epochs", "1", "--lesion-weight", "1.0", "--lesion-evidence") == 0
     assert json.loads((run / "config.json").read_text())["lesion_evidence"] is True
-    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "evidence"]) == 0
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "evidence", "--force"]) == 0
     loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "evidence"))
     names = [layer.name for layer in loaded.keras_model.layers]
     assert {"lesion", "lesion_peak", "evidence"} <= set(names)
@@ -184,7 +189,7 @@ def test_mixed_precision_trains_and_exports_a_float32_classifier(tmp_path):
     assert results["sessions"][0]["precision"] == "mixed_bfloat16" and np.isfinite(results["temperature"])
     saved = keras.models.load_model(run / "model.keras", compile=False)
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
-    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "bf16"]) == 0
+    assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "bf16", "--force"]) == 0
     loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "bf16"))
     assert {layer.dtype_policy.name for layer in loaded.keras_model.layers} == {"float32"}
     assert "mixed_bfloat16" in (tmp_path / "models" / "bf16" / "MODEL_CARD.md").read_text()

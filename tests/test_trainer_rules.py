@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from brainmri_desktop.core.augment import MAX_TTA
 from brainmri_desktop.core.inference import SliceResult
 from brainmri_desktop.core.manifest import OperatingPoint
 from brainmri_desktop.core.session import decide
+import trainer
 from trainer import calibrate, export, metrics
 from trainer.calibrate import TEMPERATURE_BOUNDS
 from trainer.cli import main as brainmri_train
@@ -86,3 +90,49 @@ def test_export_refuses_a_weak_run_in_one_line_unless_forced(tmp_path, capsys, m
 
 def test_a_sound_run_is_not_called_weak():
     assert weakness({"validation": {"auc": {"value": 0.93}}, "temperature": 1.4}) is None
+
+
+def _imports(module: str) -> set[str]:
+    """The trainer modules `module` imports anywhere in its text, inside functions too."""
+    tree = ast.parse((Path(trainer.__file__).parent / f"{module}.py").read_text())
+    return {node.module.lstrip(".").removeprefix("trainer.") for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and (node.level or node.module.startswith("trainer"))}
+
+
+def test_training_and_the_transfer_import_in_one_direction():
+    assert "remote" not in _imports("train")
+    assert not {"train", "remote"} & _imports("pack")
+    assert not {"train", "remote", "pack"} & _imports("config")
+
+
+def test_a_scope_fit_that_fails_half_way_leaves_the_package_as_it_was(tmp_path, monkeypatch):
+    from brainmri_desktop.core.manifest import Manifest
+    from brainmri_desktop.core.ood import load_ood
+    from brainmri_desktop.core.packages import read_package
+    from trainer.scope_fit import write_scope
+
+    from .test_scope import write_fitted_package
+
+    package = write_fitted_package(tmp_path / "fitted")
+    before = {p.name: p.read_bytes() for p in package.iterdir()}
+    manifest = read_package(package)
+    detector = load_ood(package, manifest)
+    monkeypatch.setattr(Manifest, "to_json", lambda self: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        write_scope(package, replace(detector, threshold=detector.threshold * 2), {}, {}, "a new section")
+    assert {p.name: p.read_bytes() for p in package.iterdir()} == before
+
+
+def test_the_preprocessing_cache_is_written_whole_and_read_back(tmp_path):
+    from brainmri_desktop.core.preprocess import PreprocessSpec
+    from trainer.data import load_source
+    from trainer.dataset import build_cache
+
+    from .synthetic import write_labelled_folder
+
+    samples = load_source(write_labelled_folder(tmp_path / "d", n_per_class=2, size=32), "d", None, None)
+    spec = PreprocessSpec(input_size=32)
+    built = build_cache(samples, spec, tmp_path / "cache", workers=1)
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") or "tmp" in p.name] == []
+    again = build_cache(samples, spec, tmp_path / "cache", workers=1)
+    assert np.array_equal(built.images, again.images) and np.array_equal(built.hashes, again.hashes)
