@@ -3,7 +3,8 @@
 The CSV written by `predict` is a contract other tools read: one row per slice with at least
 path, frame, model_id, probability, threshold, flagged, tta_std, cam_path, error for inputs that failed, and
 out_of_scope: empty when the slice is in the model's scope, else the reason (such a slice keeps its probability but
-is flagged only with --include-out-of-scope).
+is flagged only with --include-out-of-scope); warning: set on a flagged slice whose features are unlike the training
+images (that check never hides a slice at or over the threshold).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .pacs import cli as pacs_cli
 
 CSV_COLUMNS = [
     "path", "frame", "model_id", "model_version", "probability", "threshold", "flagged", "second_look",
-    "tta_std", "augmentations", "cam_path", "error", "out_of_scope",
+    "tta_std", "augmentations", "cam_path", "error", "out_of_scope", "warning",
 ]
 
 
@@ -107,7 +108,7 @@ def _csv_text(session, cam_paths: dict[int, str], errors) -> str:
             "probability": f"{r.probability:.6f}", "threshold": f"{threshold:.6f}",
             "flagged": int(d.flagged), "second_look": int(d.second_look), "tta_std": f"{r.tta_std:.6f}",
             "augmentations": r.augmentations, "cam_path": cam_paths.get(i, ""), "error": "",
-            "out_of_scope": d.out_of_scope or "",
+            "out_of_scope": d.out_of_scope or "", "warning": d.warning or "",
         })
     for err in errors:
         writer.writerow({"path": err.path, "frame": 0, "model_id": model_id, "error": err.reason})
@@ -118,7 +119,7 @@ def _csv_text(session, cam_paths: dict[int, str], errors) -> str:
 
 
 def _scope_summary(session) -> str:
-    outside = sum(v is not None for v in session.verdicts.values())
+    outside = sum(1 for d in session.decisions().values() if d.out_of_scope)
     if not outside:
         return ""
     if session.include_out_of_scope:

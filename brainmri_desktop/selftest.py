@@ -90,7 +90,7 @@ def self_test(models_dirs=None) -> int:
                 # a package with a scope fit scores every slice in the same forward pass as its logit
                 scored = all(r.ood_score is not None and np.isfinite(r.ood_score) for r in results)
                 ok = ok and (scored if model.ood is not None else True)
-                outside = sum(bool(v) for c in chunks for v in c.verdicts.values())
+                outside = sum(bool(v) for c in chunks for v in (*c.verdicts.values(), *c.unusual.values()))
                 print(f"{entry.manifest.id}: " + ", ".join(f"{r.probability:.3f}" for r in results)
                       + f" (threshold {model.manifest.threshold.threshold:.3f}); Grad-CAM maps "
                       + ", ".join(f"{c.shape[1]}x{c.shape[0]}" for c in cams)

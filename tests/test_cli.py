@@ -176,7 +176,8 @@ def test_a_sagittal_series_is_out_of_scope_and_flagged_only_when_asked(model_dir
         assert [r["flagged"] for r in sagittal] == (
             [str(int(float(r["probability"]) >= float(r["threshold"]))) for r in sagittal] if included else ["0"] * 4)
     assert [r["probability"] for r in rows[False]] == [r["probability"] for r in rows[True]]
-    assert list(rows[False][0])[-1] == "out_of_scope"  # the new column comes last: the others keep their places
+    # new columns come last, so the others keep their places
+    assert list(rows[False][0])[-2:] == ["out_of_scope", "warning"]
 
 
 def test_a_blank_png_is_out_of_scope_with_its_reason(model_dir, tmp_path):

@@ -193,10 +193,38 @@ def test_the_models_own_score_puts_unlike_images_out_of_scope_from_the_identity_
     np.testing.assert_allclose([r.probability for r in without], [session.results[i].probability for i in range(16)],
                                rtol=1e-5)
     assert all(r.ood_score is None for r in without)
-    out = [i for i, v in session.verdicts.items() if v]
+    out = sorted(session.unusual)
+    assert not any(session.verdicts.values())  # no rule spoke: the model's score alone judged them
     assert sum(i < 8 for i in out) <= 1 and sum(i >= 8 for i in out) >= 7
-    assert all("unlike the images this model was trained on" in session.verdicts[i] for i in out)
+    assert all("unlike the images this model was trained on" in session.unusual[i] for i in out)
+    session.manifest = replace(model.manifest, threshold=replace(model.manifest.threshold, threshold=1.0 - 1e-9))
+    assert not set(session.flagged()) & set(out)  # below the threshold they are out of scope, with that reason
+    assert all(session.decision(i).out_of_scope == session.unusual[i] for i in out)
     session.manifest = replace(model.manifest, threshold=replace(model.manifest.threshold, threshold=1e-6))
-    assert set(session.flagged()) == set(range(16)) - set(out)
-    session.include_out_of_scope = True
+    # at or over the threshold the score never hides them: flagged, with the reason as a warning
     assert session.flagged() == list(range(16))
+    assert all(session.decision(i).warning.startswith("unusual image: ") for i in out)
+
+
+def test_an_unusual_look_never_hides_a_confident_finding(tiny):
+    """The feature distance reads what the model detects with: over the threshold it warns, it does not hide."""
+    point = tiny.manifest.threshold  # 0.5
+    far = "unlike the images this model was trained on (its feature distance 90.0 exceeds 40.0)"
+    confident = decide(_result(0.99), point, unusual=far)
+    assert confident.flagged and confident.out_of_scope is None and confident.warning == f"unusual image: {far}"
+    low = decide(_result(0.2, 0.1, 0.3), point, unusual=far)
+    assert not low.flagged and low.out_of_scope == far and low.warning is None
+    # a rule's verdict (headers, a blank image) still puts a slice out, however confident
+    ruled = decide(_result(0.99), point, "a scout image", unusual=far)
+    assert not ruled.flagged and ruled.out_of_scope == "a scout image" and ruled.warning is None
+
+
+def test_the_session_keeps_the_feature_distance_apart_from_the_rules(tiny):
+    session = Session(_slices(2))
+    session.start(tiny.manifest)
+    session.results = {0: _result(0.99), 1: _result(0.1)}
+    session.verdicts = {0: None, 1: None}
+    session.unusual = {0: "far", 1: "far"}
+    assert session.flagged() == [0] and session.decision(0).warning == "unusual image: far"
+    assert session.decision(1).out_of_scope == "far"
+    assert session.scope_reasons() == {0: "far", 1: "far"}

@@ -37,7 +37,7 @@ PER_PAGE = 3
 MARKS_PER_PAGE = 40
 CSV_COLUMNS = ["slice", "file", "frame", "model_id", "model_version", "probability", "threshold", "flagged",
                "second_look", "tta_std", "augmentations", "review", "note", "reader", "marked_at", "out_of_scope",
-               "disclaimer"]  # on every row: a table opened alone, or cut, still says what it is
+               "warning", "disclaimer"]  # on every row: a table opened alone, or cut, still says what it is
 A4 = (8.27, 11.69)
 
 
@@ -106,7 +106,8 @@ def write_csv(report: StudyReport, path: Path) -> None:
             "tta_std": f"{r.tta_std:.4f}" if r else "", "augmentations": r.augmentations if r else "",
             "review": mark.verdict if mark else "", "note": mark.note if mark else "",
             "reader": mark.reader if mark else "", "marked_at": mark.time if mark else "",
-            "out_of_scope": (d.out_of_scope or "") if d else "", "disclaimer": DISCLAIMER,
+            "out_of_scope": (d.out_of_scope or "") if d else "", "warning": (d.warning or "") if d else "",
+            "disclaimer": DISCLAIMER,
         })
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
@@ -212,7 +213,8 @@ def _slice_page(report: StudyReport, indices: list[int], cam_for: Callable[[int]
         ax.set_title(f"p = {r.probability:.3f} (threshold {report.point.threshold:.3f})"
                      + ("" if d.flagged else " - not flagged")
                      + (" - second look" if d.second_look else "")
-                     + (" - outside the model's scope" if d.out_of_scope else ""), fontsize=8)
+                     + (" - outside the model's scope" if d.out_of_scope else "")
+                     + (f"\n{d.warning}" if d.warning else ""), fontsize=8)
         ax.axis("off")
     caveat = gradcam_caveat(report.manifest)
     fig.text(0.08, 0.03, DISCLAIMER + (f"\n{caveat}." if caveat else ""), fontsize=7, color="darkred")

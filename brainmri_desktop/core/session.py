@@ -17,7 +17,11 @@ Decisions
     `triage_chunks(scope=...)` or to `Session(scope=...)`; the default is core.scope's `rule_check` (DICOM headers,
     then a blank or near-empty image). After them, when the package has a scope fit, the model's own
     out-of-distribution score, computed in the same forward pass as the identity logit (`SliceResult.ood_score`),
-    is judged against the fit's threshold (core.scope `model_reason`). The first reason found is the verdict.
+    is judged against the fit's threshold (core.scope `model_reason`), kept apart as `unusual`: that score reads the
+    features the model detects with, and an obvious lesion is unlike the training images because of the lesion (on
+    an external set it put six tumour slices at p 0.997-0.999 out of scope). So it never hides a slice at or over the
+    threshold: such a slice stays flagged with the reason as a warning ("unusual image: ..."); below the threshold
+    it is out of scope like the rules' verdicts.
 
 Grad-CAM
     Maps are cached per (slice, view): `SLICE_VIEW` on the slice's own grid, `INPUT_VIEW` on the model input ("what
@@ -112,15 +116,21 @@ class Decision:
     flagged: bool  # at or over the threshold, and in scope (or the reader included out-of-scope slices)
     second_look: bool  # the augmentations disagree about the side of the threshold
     out_of_scope: str | None = None  # the scope verdict: why this slice lies outside what the model was trained on
+    warning: str | None = None  # flagged although its features are unlike the training images (never hidden for it)
 
 
 def decide(result: SliceResult, point: OperatingPoint, verdict: str | None = None,
-           include_out_of_scope: bool = False) -> Decision:
-    """The one rule that turns a probability into a triage decision."""
-    counts = verdict is None or include_out_of_scope
+           include_out_of_scope: bool = False, unusual: str | None = None) -> Decision:
+    """The one rule that turns a probability into a triage decision. `verdict`: a rule's (headers, a blank image);
+    `unusual`: the model's feature distance, which never hides a slice at or over the threshold."""
     t = point.threshold
-    return Decision(counts and bool(at_or_over(result.probability, t)),
-                    counts and result.p_low < t <= result.p_high, verdict)
+    over = bool(at_or_over(result.probability, t))
+    if verdict is None and unusual is not None:
+        if over:
+            return Decision(True, result.p_low < t <= result.p_high, None, f"unusual image: {unusual}")
+        verdict = unusual
+    counts = verdict is None or include_out_of_scope
+    return Decision(counts and over, counts and result.p_low < t <= result.p_high, verdict)
 
 
 @dataclass
@@ -131,7 +141,8 @@ class TriageChunk:
     stop: int
     inputs: dict[int, Preprocessed] = field(default_factory=dict)
     results: dict[int, SliceResult] = field(default_factory=dict)
-    verdicts: dict[int, str | None] = field(default_factory=dict)
+    verdicts: dict[int, str | None] = field(default_factory=dict)  # the rules' (headers, a blank image)
+    unusual: dict[int, str] = field(default_factory=dict)  # the model's feature distance, where no rule spoke
     cams: dict[int, np.ndarray] = field(default_factory=dict)  # slice-grid maps of the items asked for
     errors: dict[int, str] = field(default_factory=dict)  # items that could not be prepared, with the reason
 
@@ -163,7 +174,9 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
             i = order[k]
             out.results[i] = replace(r, index=i)
             out.verdicts[i] = next((v for check in scope if (v := check(items[i], out.inputs[i])) is not None),
-                                   None) or model_reason(r.ood_score, model.ood)
+                                   None)
+            if out.verdicts[i] is None and (unlike := model_reason(r.ood_score, model.ood)):
+                out.unusual[i] = unlike
         wanted = [i for i in order if explain is not None and explain(i, items[i])]
         out.cams = dict(zip(wanted, gradcam.slice_maps([out.inputs[i] for i in wanted]))) if wanted else {}
         yield out
@@ -185,6 +198,7 @@ class Session:
         self.inputs: dict[int, Preprocessed] = {}
         self.results: dict[int, SliceResult] = {}
         self.verdicts: dict[int, str | None] = {}
+        self.unusual: dict[int, str] = {}
         self.errors: dict[int, str] = {}
         self.cams: dict[tuple[int, str], np.ndarray] = {}
         self.current = 0 if self.slices else -1  # the slice shown, kept per series for the study browser
@@ -228,7 +242,7 @@ class Session:
         """Forgets the results, inputs and maps of a previous model; the marks and the view stay."""
         forgotten = set(self.results) | set(self.errors)
         self._manifest = manifest
-        self.inputs, self.results, self.verdicts, self.errors, self.cams = {}, {}, {}, {}, {}
+        self.inputs, self.results, self.verdicts, self.unusual, self.errors, self.cams = {}, {}, {}, {}, {}, {}
         self.changed.emit(forgotten)  # not every row: a 2,000-row refresh stalls a window while the model loads
 
     def triage(self, model: LoadedModel, tta: TTAConfig | None = None, chunk: int = 32,
@@ -240,6 +254,7 @@ class Session:
         self.inputs.update(chunk.inputs)
         self.results.update(chunk.results)
         self.verdicts.update(chunk.verdicts)
+        self.unusual.update(chunk.unusual)
         self.errors.update(chunk.errors)
         self.cams.update({(i, SLICE_VIEW): m for i, m in chunk.cams.items()})
         self.changed.emit(set(chunk.results) | set(chunk.errors))
@@ -266,7 +281,12 @@ class Session:
         r = self.results.get(index)
         if r is None or self.manifest is None:
             return None
-        return decide(r, self.point, self.verdicts.get(index), self.include_out_of_scope)
+        return decide(r, self.point, self.verdicts.get(index), self.include_out_of_scope, self.unusual.get(index))
+
+    def scope_reasons(self) -> dict[int, str | None]:
+        """Each triaged slice's reason to doubt it fits the model (a rule's verdict, else its feature distance), for
+        summaries that count them; whether a reason hides a slice is `decision`'s to say."""
+        return {i: self.verdicts.get(i) or self.unusual.get(i) for i in self.results}
 
     def decisions(self) -> dict[int, Decision]:
         return {i: self.decision(i) for i in sorted(self.results)}

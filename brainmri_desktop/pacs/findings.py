@@ -33,6 +33,7 @@ class SliceFinding:
     flagged: bool  # the session's decision (core.session.decide), not re-derived here
     out_of_scope: str | None = None  # the scope verdict, when the slice lies outside what the model was trained on
     mark: Mark | None = None  # the reader's review (verdict, note, reader, time), when the slice has one
+    warning: str | None = None  # flagged although its features are unlike the training images (Decision.warning)
 
 
 @dataclass(frozen=True)
@@ -70,5 +71,6 @@ def session_findings(session: Session) -> TriageFindings:
                           operating_point_words(session),
                           tuple(SliceFinding(session.slices[i].path, session.slices[i].frame,
                                              session.results[i].probability, decisions[i].flagged,
-                                             decisions[i].out_of_scope, session.marks.get(i)) for i in done),
+                                             decisions[i].out_of_scope, session.marks.get(i), decisions[i].warning)
+                                for i in done),
                           gradcam_caveat(session.manifest), session.include_out_of_scope)

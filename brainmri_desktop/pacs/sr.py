@@ -46,6 +46,7 @@ REVIEW_VALUES = {"agree": _concept("AGREE", "Reader agrees with the model's resu
 READER = _concept("READER", "Reader")
 MARKED_AT = _concept("MARKEDAT", "Time of the reader's review")
 NOTE = _concept("NOTE", "Reader's note")
+UNUSUAL = _concept("UNUSUAL", "Flagged although unlike the images the model was trained on")
 GRADCAM_CAVEAT = _concept("CAMCAVEAT", "Caveat on the model's Grad-CAM map")
 _CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
 
@@ -105,6 +106,8 @@ def _slice_item(finding, source: pydicom.Dataset) -> hd.sr.ContainerContentItem:
     ])
     if finding.out_of_scope:
         item.ContentSequence.append(_text(OUT_OF_SCOPE, finding.out_of_scope))
+    if finding.warning:
+        item.ContentSequence.append(_text(UNUSUAL, finding.warning))
     item.ContentSequence.extend(_review_items(finding.mark))
     return item
 

@@ -111,6 +111,8 @@ def result_html(session: Session, i: int, identity: bool, device: str, run_secon
         decision = "<b style='color:#ff6050'>flagged</b>"
     else:
         decision = "<b style='color:#60d080'>not flagged</b>"
+    if d.warning:
+        decision += f"<br><b style='color:#e0c040'>{escape(d.warning)}</b> (flagged all the same: an unusual look is no reason to hide a confident finding)"
     if d.out_of_scope:
         included = " (included by its probability at the reader's request)" if session.include_out_of_scope else ""
         decision += f"<br>Outside what the model was trained on: <i>{escape(d.out_of_scope)}</i>{included}"

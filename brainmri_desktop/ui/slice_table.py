@@ -58,7 +58,10 @@ class SliceTableModel(QAbstractTableModel):
         if not 0 <= row < self.rowCount():
             return None
         if role in (Qt.ForegroundRole, Qt.ToolTipRole):
-            reason = self._session.verdicts.get(row)
+            d = self._session.decision(row)
+            if d is not None and d.warning and role == Qt.ToolTipRole:
+                return f"Flagged; {d.warning}."
+            reason = d.out_of_scope if d is not None else self._session.verdicts.get(row)
             if reason is None:
                 return None
             if role == Qt.ForegroundRole:
@@ -162,7 +165,7 @@ class SliceList(QWidget):
         self.model.refresh(rows)  # the proxy filters and sorts the changed rows again by itself (dynamicSortFilter)
         n, done = len(session.slices), len(session.results)
         flagged = session.flagged()
-        outside = sum(v is not None for v in session.verdicts.values())
+        outside = sum(1 for d in session.decisions().values() if d.out_of_scope)
         gated = "included by probability" if session.include_out_of_scope else "not flagged"
         best = max((r.probability for r in session.results.values()), default=None)
         self.summary.setText(f"{len(flagged)} of {n} slices flagged"
