@@ -46,7 +46,7 @@ def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_pa
     probs = [table.index(r, 2).data(Qt.DisplayRole) for r in range(6)]
     assert all(p is not None and 0 <= p <= 1 for p in probs)
     text = window.result_panel.text.toPlainText()
-    assert "Tumour probability" in text and "Grad-CAM: not measured against tumour outlines" in text
+    assert "Tumour probability" in text and "Grad-CAM not measured against tumour outlines" in text
     assert "(Youden's J, chosen on synthetic" in text and "youden_j" not in text
     qtbot.waitUntil(lambda: window.views.cam_view.has_overlay, timeout=30000)  # the map comes from a worker
     assert window.session.cam(0, SLICE_VIEW).shape == window.session.slices[0].shape
