@@ -161,3 +161,15 @@ def test_the_window_follows_changes_made_on_the_session(qtbot, window, tmp_path)
     s.manifest = replace(s.manifest, threshold=replace(s.manifest.threshold, threshold=probabilities[-2] - 1e-9))
     assert len(s.flagged()) == 2 and window.slice_list.summary.text().startswith("2 ")
     assert window.strip.threshold == s.point.threshold
+
+
+def test_a_user_model_says_so_and_is_not_taken_up_silently_at_start(qtbot, model_dir, tmp_path):
+    ini = tmp_path / "restart.ini"
+    first = _window(qtbot, model_dir, ini)
+    label = first.bar.model_combo.currentText()
+    assert "[user model, " in label and "validation AUC" in label  # not a name a bundled model could also have
+    first.close()
+    again = MainWindow(models_dirs=[model_dir], settings=QSettings(str(ini), QSettings.IniFormat))
+    qtbot.addWidget(again)
+    assert again.bar.model_combo.currentData() == "tiny-cnn"
+    assert again.status.text().startswith("Model as at the last session: ") and label in again.status.text()

@@ -59,6 +59,16 @@ def gradcam_measured(manifest: Manifest) -> str:
     return f"Grad-CAM: its peak lay inside the tumour on {shares} outlined validation slices"
 
 
+def display_name(entry: ModelEntry) -> str:
+    """How a model is named wherever a reader picks or sees it: a bundled one by its name; any other says it is a
+    user model and what its trainer measured, so a weak one cannot pass for a bundled one of the same name."""
+    if entry.source == "bundled":
+        return f"{entry.manifest.name} [bundled]"
+    auc = validation_auc(entry.manifest)
+    measured = f"validation AUC {auc:.2f}" if auc else "no validation AUC recorded"
+    return f"{entry.manifest.name} [user model, {measured}]"
+
+
 def find_model(entries: Sequence[ModelEntry], model_id: str | None) -> ModelEntry:
     """The entry with this id, or the default: a bundled model whose Grad-CAM was measured to point at tumours (the
     window shows that map beside every slice, and a map that points elsewhere misleads the reader), then the best

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QListWidget, QMainWindow
 
 from ..core.demo import ensure_demo_study
 from ..core.io import OPENABLE_PATTERNS
+from ..core.model_choice import display_name
 from ..core.packages import PackageCache, discover
 from ..core.report import StudyReport, write_csv
 from ..core.review import ReviewStore
@@ -131,6 +132,11 @@ class MainWindow(QMainWindow):
         self.bar.tta.setValue(int(self.settings.value("tta", 0) or 0) or self.bar.tta.value())
         self.bar.opacity.setValue(int(self.settings.value("opacity", 45)))
         self.bar.choose(self.settings.value("model", ""))
+        restored = self.bar.entries.get(self.bar.model_combo.currentData())
+        if restored is not None and restored.source != "bundled":
+            # a user model chosen in an earlier session is never taken up silently
+            self.status.setText(f"Model as at the last session: {display_name(restored)}; choose another in the "
+                                "Model box")
 
     def closeEvent(self, event):
         self.result_panel.commit_note()

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QSpinBox, QToolBar
 
 from ..core.augment import MAX_TTA
-from ..core.model_choice import find_model
+from ..core.model_choice import display_name, find_model
 from ..core.packages import ModelEntry
 from ..core.session import Threshold
 
@@ -72,7 +72,7 @@ class ModelBar(QToolBar):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for e in entries:
-            self.model_combo.addItem(f"{e.manifest.name} [{e.source}]", e.manifest.id)
+            self.model_combo.addItem(display_name(e), e.manifest.id)
         index = self.model_combo.findData(current) if current else -1
         if index < 0 and entries:
             index = self.model_combo.findData(find_model(entries, None).manifest.id)
