@@ -188,7 +188,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.send_results:
-        print(pacs_cli.send_for_predict(args, session), file=sys.stderr)
+        from .core.gradcam import GradCAM
+
+        print(pacs_cli.send_for_predict(args, session, GradCAM(model)), file=sys.stderr)
     print(f"{len(session.results)} slices, {len(session.flagged())} flagged by {model.id} "
           f"({runtime.device_description()}); {_scope_summary(session)}"
           f"{len(report.errors) + len(session.errors)} inputs unreadable. {DISCLAIMER}", file=sys.stderr)

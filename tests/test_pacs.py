@@ -607,16 +607,21 @@ def test_brainmri_predict_from_the_server_writes_every_row_and_stores_the_report
     import csv
 
     out = tmp_path / "p.csv"
+    # --include-out-of-scope: this scanner series lies outside the tiny model's scope, and flagged slices are needed
     status, _, err = _brainmri(["predict", "--server", orthanc.dicomweb, "--study", scanner_study, "--send-results",
-                                "--out", str(out), "--models-dir", str(model_dir), "--model", "tiny-cnn"], capsys)
+                                "--include-out-of-scope", "--out", str(out), "--models-dir", str(model_dir), "--model",
+                                "tiny-cnn"], capsys)
     assert status == 0, err
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == SLICES and all(r["model_id"] == "tiny-cnn" and not r["error"] for r in rows)
     assert all(Path(r["path"]).is_relative_to(default_cache_dir()) for r in rows)
     assert f"stored a structured report of {SLICES} slices" in err and PATIENT_ID not in err
+    flagged = sum(r["flagged"] == "1" for r in rows)
+    assert flagged and f"and {flagged} Grad-CAM overlay images" in err  # the captures, as the window sends them
     client = client_for(orthanc.dicomweb)
     reports = [s for s in list_series(client, scanner_study) if s.modality == "SR"]
     assert len(reports) == 1
+    assert [s.modality for s in list_series(client, scanner_study)].count("OT") == 1
     sr = pydicom.dcmread(retrieve_study(client, StudyCache(tmp_path / "back"), scanner_study, [reports[0].uid]).paths[0])
     texts = [str(i.get("TextValue", "")) for i in _sr_items(sr)]
     assert "tiny-cnn" in texts

@@ -60,7 +60,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--series", action="append", metavar="SERIES_UID",
                        help="with --study: only this series (repeat for several); default every image series")
     group.add_argument("--send-results", action="store_true",
-                       help="with --server: store a DICOM structured report of the result in the study")
+                       help="with --server: store a DICOM structured report of the result in the study, with "
+                            "burnt-in Grad-CAM captures of the flagged slices")
 
 
 def check_predict_arguments(args: argparse.Namespace) -> str | None:
@@ -109,15 +110,17 @@ def retrieve_for_predict(args: argparse.Namespace, progress: Callable[[int, int]
     return result.paths
 
 
-def send_for_predict(args: argparse.Namespace, session: "Session") -> str:
-    """Stores the report of the triaged session (its slices retrieved from the study) in the study; the line to
-    show."""
+def send_for_predict(args: argparse.Namespace, session: "Session", gradcam=None) -> str:
+    """Stores the report of the triaged session (its slices retrieved from the study) in the study, with the
+    burnt-in Grad-CAM captures of its flagged slices (maps computed with `gradcam` where not cached), as the window
+    sends them; the line to show."""
     from .findings import session_findings
-    from .send import send_results, sent_message
+    from .send import flagged_overlays, send_results, sent_message
 
     findings = session_findings(session)
     client = client_from_args(args)
-    return sent_message(findings, send_results(client, findings), client.settings.public_url)
+    overlays = flagged_overlays(session, gradcam, findings)
+    return sent_message(findings, send_results(client, findings, overlays), client.settings.public_url)
 
 
 def cmd_find(args: argparse.Namespace) -> int:

@@ -10,9 +10,10 @@ import numpy as np
 import pydicom
 
 from ..core.errors import BrainMRIError, UnreadableFileError
+from ..core.session import SLICE_VIEW, Session
 from .client import Server
 from .findings import TriageFindings
-from .sc import build_overlay_images
+from .sc import build_overlay_images, burn_overlay, capture_lines
 from .sr import build_sr, read_sources
 
 
@@ -31,6 +32,20 @@ def _sources(findings: TriageFindings) -> dict:
     except (OSError, pydicom.errors.InvalidDicomError, AttributeError, ValueError) as exc:
         raise UnreadableFileError(getattr(exc, "filename", None), f"a source instance cannot be read for the report "
                                   f"({type(exc).__name__})") from None
+
+
+def flagged_overlays(session: Session, gradcam, findings: TriageFindings) -> dict[int, np.ndarray]:
+    """Burnt-in Grad-CAM images of the flagged slices, keyed by their place in `findings`; maps not cached yet are
+    computed with `gradcam` (None: only the cached ones)."""
+    order = sorted(session.results)  # the findings' order (session_findings)
+    wanted = {order[k]: k for k, f in enumerate(findings.slices) if f.flagged}
+    maps = {i: m for i in wanted if (m := session.cam(i, SLICE_VIEW)) is not None}
+    if gradcam is not None:
+        for part in session.cam_chunks(gradcam, session.missing_cams(list(wanted), SLICE_VIEW), SLICE_VIEW):
+            maps.update({i: m for (i, _view), m in part.items()})
+    return {wanted[i]: burn_overlay(session.slices[i].display_image(), m,
+                                    capture_lines(findings.slices[wanted[i]], findings.gradcam_caveat))
+            for i, m in maps.items()}
 
 
 def send_results(client: Server, findings: TriageFindings,

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from superqt.utils import thread_worker
 
-from ..core.session import SLICE_VIEW, Session
+from ..core.session import Session
 from ..pacs.findings import TriageFindings, session_findings
 
 if TYPE_CHECKING:
@@ -36,26 +35,10 @@ class PacsOrigin:
         return bool(session.slices) and all(s.path.parent in self.folders for s in session.slices)
 
 
-def flagged_overlays(session: Session, gradcam, findings: TriageFindings) -> dict[int, np.ndarray]:
-    """Burnt-in Grad-CAM images of the flagged slices, keyed by their place in `findings`; maps not cached yet are
-    computed with `gradcam` (None: only the cached ones)."""
-    from ..pacs.sc import burn_overlay, capture_lines
-
-    order = sorted(session.results)  # the findings' order (session_findings)
-    wanted = {order[k]: k for k, f in enumerate(findings.slices) if f.flagged}
-    maps = {i: m for i in wanted if (m := session.cam(i, SLICE_VIEW)) is not None}
-    if gradcam is not None:
-        for part in session.cam_chunks(gradcam, session.missing_cams(list(wanted), SLICE_VIEW), SLICE_VIEW):
-            maps.update({i: m for (i, _view), m in part.items()})
-    return {wanted[i]: burn_overlay(session.slices[i].display_image(), m,
-                                    capture_lines(findings.slices[wanted[i]], findings.gradcam_caveat))
-            for i, m in maps.items()}
-
-
 @thread_worker
 def _send(client: Server, findings: TriageFindings, where: str, session: Session | None = None, gradcam=None) -> str:
     """Stores the report (with the flagged slices' captures when `session` is given); the line to show."""
-    from ..pacs.send import send_results, sent_message
+    from ..pacs.send import flagged_overlays, send_results, sent_message
 
     overlays = flagged_overlays(session, gradcam, findings) if session is not None else {}
     return sent_message(findings, send_results(client, findings, overlays), where)
