@@ -228,3 +228,18 @@ def test_the_session_keeps_the_feature_distance_apart_from_the_rules(tiny):
     assert session.flagged() == [0] and session.decision(0).warning == "unusual image: far"
     assert session.decision(1).out_of_scope == "far"
     assert session.scope_reasons() == {0: "far", 1: "far"}
+
+
+def test_a_mark_remembers_the_model_whose_result_it_judged(tiny, tmp_path):
+    from brainmri_desktop.core.review import ReviewStore
+    from brainmri_desktop.ui.result_panel import mark_html
+
+    slices = _slices(2)
+    session = Session(slices, ReviewStore(slices, tmp_path))
+    session.start(tiny.manifest)
+    session.mark(0, "agree", reader="Dr A")
+    assert session.marks[0].model == tiny.manifest.id
+    assert ReviewStore(slices, tmp_path).marks[0].model == tiny.manifest.id  # kept on disk too
+    assert "made on the result of model" not in mark_html(session.marks[0], tiny.manifest.id)
+    shown = mark_html(session.marks[0], "another-model")
+    assert f"made on the result of model {tiny.manifest.id}" in shown and "not the one shown" in shown

@@ -31,6 +31,7 @@ class Mark:
     note: str = ""
     reader: str = field(default="", repr=False)  # "" in files written before readers were kept
     time: str = ""  # when the mark was last changed, ISO 8601 with the time zone; "" in version 1 files
+    model: str = field(default="", compare=False)  # the id of the model whose result was on screen; "" when unknown
 
     @property
     def when(self) -> str:
@@ -66,17 +67,17 @@ class Reviews:
     def __init__(self) -> None:
         self.marks: dict[int, Mark] = {}
 
-    def set(self, index: int, verdict: str | None, note: str = "", reader: str | None = None) -> None:
-        """Records a verdict with its note (None clears the mark); raises OSError when it could not be saved (it is
-        kept in memory)."""
+    def set(self, index: int, verdict: str | None, note: str = "", reader: str | None = None, model: str = "") -> None:
+        """Records a verdict with its note and the model whose result it judged (None clears the mark); raises
+        OSError when it could not be saved (it is kept in memory)."""
         if verdict is None:
             self.clear(index)
             return
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}")
-        self._put(index, Mark(verdict, note, system_reader() if reader is None else reader, now()))
+        self._put(index, Mark(verdict, note, system_reader() if reader is None else reader, now(), model))
 
-    def set_note(self, index: int, note: str, reader: str | None = None) -> None:
+    def set_note(self, index: int, note: str, reader: str | None = None, model: str = "") -> None:
         """The note as typed: the verdict stays (none: a note-only mark); an empty note on a note-only mark clears it.
         Unchanged text changes nothing, neither the reader nor the time."""
         old = self.marks.get(index)
@@ -86,7 +87,8 @@ class Reviews:
             self.clear(index)
             return
         verdict = old.verdict if old else NOTE_ONLY
-        self._put(index, Mark(verdict, note, system_reader() if reader is None else reader, now()))
+        self._put(index, Mark(verdict, note, system_reader() if reader is None else reader, now(),
+                              model if old is None or old.verdict == NOTE_ONLY else old.model))
 
     def clear(self, index: int) -> None:
         if self.marks.pop(index, None) is not None:
@@ -132,7 +134,7 @@ def _mark_from(value: dict) -> Mark | None:
     verdict, note = value.get("verdict"), str(value.get("note", ""))
     if verdict not in VERDICTS and not (verdict == NOTE_ONLY and note):
         return None
-    return Mark(verdict, note, str(value.get("reader", "")), str(value.get("time", "")))
+    return Mark(verdict, note, str(value.get("reader", "")), str(value.get("time", "")), str(value.get("model", "")))
 
 
 class ReviewStore(Reviews):

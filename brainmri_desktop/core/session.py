@@ -312,14 +312,14 @@ class Session:
         """Records the reader's verdict with its note, who and when (reader None: the system user name); None takes
         the mark back. Raises OSError when it could not be saved (it is kept for this session)."""
         try:
-            self.reviews.set(index, verdict, note, reader)
+            self.reviews.set(index, verdict, note, reader, self.manifest.id if self.manifest else "")
         finally:
             self.changed.emit({index})
 
     def note(self, index: int, text: str, reader: str | None = None) -> None:
         """The note as typed; the verdict stays (without one it is a note-only mark). OSError as `mark`."""
         try:
-            self.reviews.set_note(index, text, reader)
+            self.reviews.set_note(index, text, reader, self.manifest.id if self.manifest else "")
         finally:
             self.changed.emit({index})
 

@@ -127,18 +127,21 @@ def result_html(session: Session, i: int, identity: bool, device: str, run_secon
         f"<p>Decision: {decision}</p>",
         f"<p>Model: {m.name} (id {m.id}, version {m.version}); {device}; last run {run_seconds:.1f} s</p>",
         f"<p>{gradcam_note(m)}</p>",
-        f"<p>{mark_html(mark)}</p>",
+        f"<p>{mark_html(mark, m.id)}</p>",
     ]
     return "".join(rows)
 
 
-def mark_html(mark: Mark | None) -> str:
+def mark_html(mark: Mark | None, model_id: str = "") -> str:
+    """The reader's mark; one made on another model's result says so, since it judged that result, not this one."""
     if mark is None:
         return "Reader: not reviewed"
     byline = escape(mark.byline)
+    other = (f" - <b style='color:#e0c040'>made on the result of model {escape(mark.model)}</b>, not the one shown"
+             if mark.model and model_id and mark.model != model_id else "")
     if not mark.verdict:
-        return f"Reader: not reviewed; note {byline}"
-    return f"Reader: <b>{mark.verdict}</b> ({byline})"
+        return f"Reader: not reviewed; note {byline}{other}"
+    return f"Reader: <b>{mark.verdict}</b> ({byline}){other}"
 
 
 def gradcam_note(manifest: Manifest) -> str:
