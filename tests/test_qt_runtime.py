@@ -2,7 +2,12 @@
 
 import sys
 
+import pytest
 
+
+# From Python 3.12 None is immortal: its reference count is a constant, so the count cannot show the leak (and the
+# leak cannot deallocate None there). The application's venv is 3.11, where the test means something.
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: no count to watch")
 def test_void_qt_calls_keep_none_alive(qtbot):
     """PySide6 6.12.0 with Python 3.11 released a reference to None on each void call; a 2,000-slice study then
     crashed with 'deallocating None'. The pin in pyproject.toml keeps it out; this test notices if it comes back."""
