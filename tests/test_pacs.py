@@ -718,17 +718,23 @@ def test_a_source_without_its_references_is_one_line_naming_what_it_lacks(tmp_pa
         send_results(None, _findings([path], [0.9]))
 
 
-def test_brainmri_predict_sends_results_for_a_study_without_sex_time_id_or_referrer(orthanc, model_dir, tmp_path,
-                                                                                  capsys):
-    """Issue 26's bar: the instances lack PatientSex, StudyTime, StudyID and ReferringPhysicianName."""
-    study_uid = generate_uid()
-    for path in scanner_series(tmp_path / "up", study_uid, n=4):
+def upload_without_identity(orthanc, folder, study_uid: str) -> None:
+    """A four-slice scanner series whose instances lack PatientSex, StudyTime, StudyID and ReferringPhysicianName
+    (type 2, absent in many real exports), stored in Orthanc."""
+    for path in scanner_series(folder, study_uid, n=4):
         ds = pydicom.dcmread(path)
         for keyword in ("PatientSex", "StudyTime", "StudyID", "ReferringPhysicianName"):
             if keyword in ds:
                 delattr(ds, keyword)
         ds.save_as(path, enforce_file_format=True)
         orthanc.upload(path)
+
+
+def test_brainmri_predict_sends_results_for_a_study_without_sex_time_id_or_referrer(orthanc, model_dir, tmp_path,
+                                                                                  capsys):
+    """Issue 26's bar: the instances lack PatientSex, StudyTime, StudyID and ReferringPhysicianName."""
+    study_uid = generate_uid()
+    upload_without_identity(orthanc, tmp_path / "up", study_uid)
     status, _, err = _brainmri(["predict", "--server", orthanc.dicomweb, "--study", study_uid, "--send-results",
                                 "--include-out-of-scope", "--out", str(tmp_path / "p.csv"),
                                 "--models-dir", str(model_dir), "--model", "tiny-cnn"], capsys)

@@ -118,16 +118,10 @@ def test_send_from_the_window_without_sex_time_id_or_referrer_carries_the_reader
 
     from brainmri_desktop.pacs.sc import REVIEW_LINES
 
-    from .test_pacs import scanner_series
+    from .test_pacs import upload_without_identity
 
     study_uid = generate_uid()
-    for path in scanner_series(tmp_path / "up", study_uid, n=4):
-        ds = pydicom.dcmread(path)
-        for keyword in ("PatientSex", "StudyTime", "StudyID", "ReferringPhysicianName"):
-            if keyword in ds:
-                delattr(ds, keyword)
-        ds.save_as(path, enforce_file_format=True)
-        orthanc.upload(path)
+    upload_without_identity(orthanc, tmp_path / "up", study_uid)
     dialog = _search(qtbot, window, orthanc.dicomweb)
     qtbot.mouseClick(dialog.retrieve_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: window.session is not None and window.session.complete

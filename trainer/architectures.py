@@ -64,15 +64,14 @@ def _cell_logit(inputs, features, keras, cfg: ArchConfig, reg=None):
     head (`cell_evidence`, Grad-CAM's layer), one tumour logit per cell (`cell_logit`, which the lesion loss
     supervises) and their smooth maximum over the head's cells (`logit`). `cell_logit` is linear in `cell_evidence`,
     so Grad-CAM of `logit` there is each inside cell's logit less the bias, over the cell count: its peak is the map's."""
-    import numpy as np
-
     from brainmri_desktop.core.cell_layers import HeadCells, MaskedLogSumExp
-    from brainmri_desktop.core.preprocess import to_model_input
+
+    from .config import model_normalisation
+    from .train_graph import input_affine
 
     stride, padding = _CELL_STRIDE[cfg.arch]
-    # what a pixel that preprocessing blanked becomes in the model's input
-    blank = to_model_input(np.zeros((1, 1, 1), np.float32), "resnet50" if cfg.arch == "resnet50" else "unit")
-    background = tuple(float(v) for v in blank.reshape(-1))
+    # what a pixel that preprocessing blanked (0) becomes in the model's input: the normalisation's offset
+    background = tuple(float(v) for v in input_affine(model_normalisation(cfg.arch))[1])
     a = keras.layers.Conv2D(128, 1, kernel_regularizer=reg, name="cell_branch_a")(features)
     b = keras.layers.Conv2D(128, 3, padding="same", kernel_regularizer=reg, name="cell_branch_b")(features)
     x = keras.layers.Add(name="cell_merge")([a, b])

@@ -106,7 +106,12 @@ class TrainConfig:
         """The preprocessing this run trains with, and its package's manifest records."""
         return PreprocessSpec(input_size=self.img_size, clahe=self.clahe, strip_rim=self.strip_rim,
                               intensity_scale=self.intensity_scale,
-                              model_normalisation="resnet50" if self.arch == "resnet50" else "unit")
+                              model_normalisation=model_normalisation(self.arch))
+
+
+def model_normalisation(arch: str) -> str:
+    """How an architecture's input is normalised (core.preprocess.to_model_input): the ResNet50's own, else unit."""
+    return "resnet50" if arch == "resnet50" else "unit"
 
 
 def read_config(path: Path | None) -> TrainConfig:
