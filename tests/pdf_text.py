@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import zlib
 
-_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
+# matplotlib writes b"stream\n" + data + b"\nendstream": an optional \r here would eat a compressed stream's last byte
+# when it happens to be 0x0d (about one stream in 256), losing that page's text at random.
+_STREAM = re.compile(rb"stream\n(.*?)\nendstream", re.S)
 _SHOW = re.compile(rb"\[((?:\\.|[^\]\\])*)\]\s*TJ|\(((?:\\.|[^)\\])*)\)\s*Tj", re.S)
 _STRING = re.compile(rb"\(((?:\\.|[^)\\])*)\)", re.S)
 _ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
