@@ -11,6 +11,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -217,6 +218,118 @@ def _build_with_backbone(arch_cfg: ArchConfig):
                          "Give a local weights file with --backbone-weights PATH, or random.") from exc
 
 
+def _open_session(ckpt: _Checkpoints, cfg: TrainConfig, resume: bool, command: str) -> tuple[dict, dict]:
+    """The run's state (the checkpoint's when resuming) with this session added: each session (a first run, each
+    --resume) says where it ran, for how long and how it was started."""
+    state = ckpt.load_state() if resume else None
+    state = state or {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "wait": 0, "history": [], "stopped": False}
+    session = {"command": command, **hardware(), "precision": cfg.precision, "workers": cfg.workers,
+               "epochs": [state["epoch"], state["epoch"]], "seconds": 0.0}
+    state.setdefault("sessions", []).append(session)
+    return state, session
+
+
+def _arch_config(cfg: TrainConfig) -> ArchConfig:
+    return ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
+                      lesion_evidence=cfg.lesion_evidence, cell_score=cfg.cell_score)
+
+
+def _build_graphs(cfg: TrainConfig, log) -> tuple:
+    """(model, trainee, graph): the classifier that is returned; what the checkpoints hold (the classifier, or with
+    lesion guidance the same layers with a second output); and what trains, `trainee` behind the uint8 input."""
+    with precision(cfg.precision):
+        model = _build_with_backbone(_arch_config(cfg))
+    if cfg.init_from:  # a resumed run then loads its own checkpoint over these
+        log(f"{load_weights_by_name(model, cfg.init_from)} layers start from {cfg.init_from}")
+    trainee = with_lesion_head(model, gradcam_layer(cfg.arch, cfg.gradcam_layer)) if cfg.lesion_weight > 0 else model
+    keep_outputs_float32(trainee)
+    return model, trainee, uint8_trainee(trainee, cfg.preprocess_spec().model_normalisation)
+
+
+@dataclass
+class _Fit:
+    """What every stage of one fit works on."""
+
+    cfg: TrainConfig
+    prepared: Prepared
+    ckpt: _Checkpoints
+    state: dict
+    session: dict
+    model: object
+    trainee: object
+    graph: object
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    weights: np.ndarray
+    augmenter: object
+    log: Callable
+    deadline: float | None
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg.lesion_weight > 0
+
+    @property
+    def monitor(self) -> str:
+        return "val_prob_auc" if self.guided else "val_auc"
+
+
+def _sequences(f: _Fit, stage: Stage, initial: int):
+    """The stage's training batches (in the order a run resumed at epoch `initial` would have) and validation
+    batches, with the lesion targets at the Grad-CAM layer's grid when the run is guided."""
+    targets = {}
+    if f.guided:
+        probe = np.zeros((1, stage.size, stage.size, 3), np.float32)
+        grid = int(f.trainee(probe, training=False)["lesion"].shape[1])
+        cache = f.prepared.cache
+        targets = {part: LesionTargets(cache.masks[idx], cache.has_mask[idx], grid)
+                   for part, idx in (("train", f.train_idx), ("val", f.val_idx))}
+    cfg, prepared = f.cfg, f.prepared
+    train_seq = make_sequence(prepared.images(f.train_idx), prepared.labels[f.train_idx], f.weights, cfg.batch_size,
+                              stage.size, f.augmenter, shuffle=True, seed=cfg.seed,
+                              max_batches=cfg.steps_per_epoch, lesion=targets.get("train"), workers=cfg.workers)
+    train_seq.epoch = initial
+    train_seq._order()
+    val_seq = make_sequence(prepared.images(f.val_idx), prepared.labels[f.val_idx],
+                            np.ones(len(f.val_idx), np.float32), 64, stage.size, shuffle=False,
+                            lesion=targets.get("val"))
+    return train_seq, val_seq
+
+
+def _fit_stage(f: _Fit, stage: Stage, start: int, end: int, final_stage: bool) -> int | None:
+    """Trains the stage's epochs from the run's current one to `end`; returns the epoch after which the time budget
+    paused the run, else None."""
+    import keras
+
+    from .run_state import EpochRules, RunState
+
+    cfg = f.cfg
+    set_trainable(f.model, stage.trainable, cfg.unfreeze, cfg.freeze_through)
+    compile_model(f.graph, stage, cfg, lesion_head=f.guided)
+    initial = f.state["epoch"]
+    if initial > 0 and (f.ckpt.dir / "last.weights.h5").exists():
+        f.trainee.load_weights(f.ckpt.dir / "last.weights.h5")
+        if initial > start:  # resuming inside this stage: its optimizer state continues too
+            f.ckpt.restore_optimizer(f.graph)
+    train_seq, val_seq = _sequences(f, stage, initial)
+    schedule = (lambda epoch: cosine_lr(stage.lr, epoch - start, cfg.warmup_epochs)) if cfg.schedule == "cosine" \
+        else None
+    rules = EpochRules(stage.name, stage.size, cfg.img_size, f.monitor, cfg.batch_size, cfg.patience,
+                       early_stopping=final_stage, learning_rate=schedule, deadline=f.deadline)
+    run_state = RunState(rules, f.state, f.session, f.ckpt, f.trainee, f.log)
+    callbacks = [run_state]
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=f.monitor, mode="max", factor=0.5,
+                                                           patience=2, min_lr=1e-6, verbose=1))
+    f.log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
+    try:
+        f.graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
+                    verbose=2)
+    finally:
+        train_seq.close()  # its batch workers and their temporary files, also on an error or Ctrl-C
+    return run_state.paused_after
+
+
 def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx, resume: bool = False, log=print,
         command: str = "", deadline: float | None = None):
     """Train through every stage; returns the model with its best weights (by validation AUC) and the history. With a
@@ -226,113 +339,19 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
 
     keras.utils.set_random_seed(cfg.seed)
     ckpt = _Checkpoints(run_dir)
-    state = ckpt.load_state() if resume else None
-    state = state or {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "wait": 0, "history": [], "stopped": False}
-    # Each session (a first run, each --resume) says where it ran, for how long and how it was started.
-    session = {"command": command, **hardware(), "precision": cfg.precision, "workers": cfg.workers,
-               "epochs": [state["epoch"], state["epoch"]], "seconds": 0.0}
-    state.setdefault("sessions", []).append(session)
-    arch_cfg = ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
-                          lesion_evidence=cfg.lesion_evidence, cell_score=cfg.cell_score)
-    with precision(cfg.precision):
-        model = _build_with_backbone(arch_cfg)
-    if cfg.init_from:  # a resumed run then loads its own checkpoint over these
-        log(f"{load_weights_by_name(model, cfg.init_from)} layers start from {cfg.init_from}")
-    # With lesion guidance the graph that trains has a second output; `model` shares its layers and is returned.
-    guided = cfg.lesion_weight > 0
-    trainee = with_lesion_head(model, gradcam_layer(cfg.arch, cfg.gradcam_layer)) if guided else model
-    monitor = "val_prob_auc" if guided else "val_auc"
+    state, session = _open_session(ckpt, cfg, resume, command)
+    model, trainee, graph = _build_graphs(cfg, log)
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
-    weights = sample_weights(cfg, prepared, train_idx)
-    augmenter = build_augmenter(cfg.augment)
-    norm = cfg.preprocess_spec().model_normalisation
-    keep_outputs_float32(trainee)
-    # What trains; it shares its layers with `trainee`, whose weights the checkpoints hold (as before it existed).
-    graph = uint8_trainee(trainee, norm)
-    start, paused = 0, []
-    for s_index, stage in enumerate(plan_stages(cfg)):
+    f = _Fit(cfg, prepared, ckpt, state, session, model, trainee, graph, train_idx, val_idx,
+             sample_weights(cfg, prepared, train_idx), build_augmenter(cfg.augment), log, deadline)
+    stages, start = plan_stages(cfg), 0
+    for s_index, stage in enumerate(stages):
         end = start + stage.epochs
-        if state["stopped"] or state["epoch"] >= end:
-            start = end
-            continue
-        set_trainable(model, stage.trainable, cfg.unfreeze, cfg.freeze_through)
-        compile_model(graph, stage, cfg, lesion_head=guided)
-        initial = state["epoch"]
-        if initial > 0 and (ckpt.dir / "last.weights.h5").exists():
-            trainee.load_weights(ckpt.dir / "last.weights.h5")
-            if initial > start:  # resuming inside this stage: its optimizer state continues too
-                ckpt.restore_optimizer(graph)
-        targets = {}
-        if guided:
-            grid = int(trainee(np.zeros((1, stage.size, stage.size, 3), np.float32), training=False)["lesion"].shape[1])
-            targets = {part: LesionTargets(prepared.cache.masks[idx], prepared.cache.has_mask[idx], grid)
-                       for part, idx in (("train", train_idx), ("val", val_idx))}
-        train_seq = make_sequence(prepared.images(train_idx), prepared.labels[train_idx], weights, cfg.batch_size,
-                                  stage.size, augmenter, shuffle=True, seed=cfg.seed,
-                                  max_batches=cfg.steps_per_epoch, lesion=targets.get("train"), workers=cfg.workers)
-        train_seq.epoch = initial
-        train_seq._order()
-        val_seq = make_sequence(prepared.images(val_idx), prepared.labels[val_idx],
-                                np.ones(len(val_idx), np.float32), 64, stage.size, shuffle=False,
-                                lesion=targets.get("val"))
-        final_stage = s_index == len(plan_stages(cfg)) - 1
-
-        class RunState(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.started, self.batch_ends = time.time(), []
-                if cfg.schedule == "cosine":
-                    self.model.optimizer.learning_rate.assign(cosine_lr(stage.lr, epoch - start, cfg.warmup_epochs))
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.batch_ends.append(time.perf_counter())
-
-            def on_test_begin(self, logs=None):
-                self.batch_ends.append(time.perf_counter())  # the epoch's training part ends where validation begins
-
-            def on_epoch_end(self, epoch, logs=None):
-                logs = dict(logs or {})
-                auc = float(logs.get(monitor, 0.0))
-                # The first batch (which may compile) is left out: the rate is that of the loop as it runs.
-                steps = len(self.batch_ends) - 2
-                rate = steps * cfg.batch_size / (self.batch_ends[-1] - self.batch_ends[0]) if steps > 0 else None
-                state["history"].append({"epoch": epoch + 1, "stage": stage.name, "size": stage.size,
-                                         "lr": float(np.asarray(self.model.optimizer.learning_rate)),
-                                         "images_per_second": rate,
-                                         **{k: float(v) for k, v in logs.items() if k != "learning_rate"}})
-                if rate:
-                    log(f"epoch {epoch + 1}: {rate:.0f} images/s in training")
-                state["epoch"] = epoch + 1
-                if auc > state["best_auc"] and stage.size == cfg.img_size:
-                    state.update(best_auc=auc, best_epoch=epoch + 1, wait=0)
-                    ckpt.save_weights(trainee, "best.weights.h5")
-                elif final_stage:
-                    state["wait"] += 1
-                    if state["wait"] >= cfg.patience:
-                        state["stopped"] = True
-                        self.model.stop_training = True
-                        log(f"early stopping after epoch {epoch + 1}: validation AUC has not improved for {cfg.patience}")
-                # Kept in the checkpoint so that a resumed run reports the epochs of every session, not its own.
-                state["epoch_seconds"] = state.get("epoch_seconds", 0.0) + time.time() - self.started
-                session["epochs"][1] = epoch + 1
-                session["seconds"] = round(session["seconds"] + time.time() - self.started, 1)
-                ckpt.save(trainee, state, self.model.optimizer)
-                if deadline and not self.model.stop_training and 2 * time.time() - self.started > deadline:
-                    paused.append(epoch + 1)
-                    self.model.stop_training = True
-
-        callbacks = [RunState()]
-        if cfg.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
-                                                               patience=2, min_lr=1e-6, verbose=1))
-        log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
-        try:
-            graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
-                      verbose=2)
-        finally:
-            train_seq.close()  # its batch workers and their temporary files, also on an error or Ctrl-C
-        if paused:
-            log(f"time budget reached after epoch {paused[0]}: continue with --resume")
-            return None, state
+        if not state["stopped"] and state["epoch"] < end:
+            paused = _fit_stage(f, stage, start, end, final_stage=s_index == len(stages) - 1)
+            if paused:
+                log(f"time budget reached after epoch {paused}: continue with --resume")
+                return None, state
         start = end
     # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
     for name in ("best.weights.h5", "last.weights.h5"):
@@ -341,7 +360,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
             break
     # What is saved and exported computes in float32 whatever the training precision.
     if cfg.precision != "float32":
-        model = float32_copy(model, lambda: build(replace(arch_cfg, backbone_weights="random")))
+        model = float32_copy(model, lambda: build(replace(_arch_config(cfg), backbone_weights="random")))
     return model, state
 
 
