@@ -10,7 +10,7 @@ export QT_QPA_PLATFORM ?= offscreen
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[train,test,jax]"
+	$(BIN)/python -m pip install -q -e ".[train,test,jax,batch]"
 	touch $(STAMP)
 
 install: $(STAMP)

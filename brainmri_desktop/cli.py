@@ -148,10 +148,22 @@ def _write_report(session, model, path: Path) -> None:
         pass  # maps go into the PDF only; a long study's do not pile up in the session
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.inference import LoadedModel, TTAConfig
-    from .core.model_choice import find_model
+def session_for(report, model, args):
+    """(Session, TTAConfig) for triaging a loaded study as `args` ask (predict's options, or batch's of the same
+    names): the marks readers saved for its series, the operating point, the out-of-scope switch and the views."""
+    from .core.inference import TTAConfig
     from .core.session import Session, Threshold
+
+    session = Session(report.slices, _saved_marks(report))
+    session.threshold = Threshold.HIGH_SENSITIVITY if args.high_sensitivity else Threshold.DEFAULT
+    session.include_out_of_scope = args.include_out_of_scope
+    session.start(model.manifest)
+    return session, TTAConfig(count=args.tta or model.manifest.default_tta, adaptive=not args.full_tta)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.inference import LoadedModel
+    from .core.model_choice import find_model
 
     entry = find_model(discover(args.models_dir), args.model)
     model = LoadedModel.load(entry)
@@ -163,11 +175,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         why = "every file was refused (above)" if report.errors else "no image, DICOM or NIfTI file found"
         print(f"error: nothing to triage in {where}: {why}", file=sys.stderr)
         return 1
-    session = Session(report.slices, _saved_marks(report))
-    session.threshold = Threshold.HIGH_SENSITIVITY if args.high_sensitivity else Threshold.DEFAULT
-    session.include_out_of_scope = args.include_out_of_scope
-    session.start(model.manifest)
-    tta = TTAConfig(count=args.tta or model.manifest.default_tta, adaptive=not args.full_tta)
+    session, tta = session_for(report, model, args)
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     cam_paths: dict[int, str] = {}
     try:
@@ -221,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the PDF report the window exports (pictured slices with their Grad-CAM maps)")
     pacs_cli.add_predict_arguments(p)
     p.set_defaults(func=cmd_predict)
+    from .batch import add_batch_command  # batch imports this module's predict functions; Dask loads only when run
+
+    add_batch_command(sub, [common])
     pacs_cli.add_pacs_commands(sub)
     return parser
 
