@@ -15,6 +15,7 @@ from brainmri_desktop.core.preprocess import PreprocessSpec
 from . import __version__
 from .architectures import gradcam_layer
 from .calibrate import TEMPERATURE_BOUNDS
+from .onnx_export import graph_files
 
 NAMES = {"cnn": "Custom CNN (32-64-128)", "resnet50": "ResNet50, dual-branch head"}
 MIN_VALIDATION_AUC = 0.7  # below it a package would flag near chance, yet appear in the window beside the bundled ones
@@ -122,4 +123,17 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     # Written from a model loaded afresh: Grad-CAM's head model ([input, layer] -> logit) adds nodes to the measured
     # one that Keras cannot serialise where a layer also reads the input (a cell model's HeadCells).
     fresh = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
-    return write_package(target, manifest, fresh, {"MODEL_CARD.md": card.encode(), **scope_files}, force=force)
+    manifest, graphs = graph_files(packaged(fresh, manifest, scope_files))  # what ONNX Runtime runs in the application
+    return write_package(target, manifest, fresh, {"MODEL_CARD.md": card.encode(), **scope_files, **graphs},
+                         force=force)
+
+
+def packaged(keras_model, manifest: Manifest, scope_files: dict[str, bytes]):
+    """The model as the package will load it: weights rounded to the package's precision, with its scope fit."""
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.ood import detector_from_bytes
+    from brainmri_desktop.core.packages import ModelEntry, rounded_weights
+
+    keras_model.set_weights(rounded_weights(keras_model, manifest.weights_dtype))
+    ood = detector_from_bytes(scope_files[manifest.ood_file], Path(manifest.ood_file)) if manifest.ood_file else None
+    return LoadedModel(ModelEntry(Path(manifest.id), "dir", manifest=manifest), manifest, keras_model, ood)

@@ -14,9 +14,9 @@ DISPLAY_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
 def name() -> str:
-    import keras
+    from .runtime import import_keras
 
-    return keras.config.backend()
+    return import_keras().config.backend()
 
 
 def display_name() -> str:

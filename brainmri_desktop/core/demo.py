@@ -25,6 +25,13 @@ def head_image(h: int = 96, w: int = 96, centre=None, axes=None, tumour=None, se
     return (img * scale).astype(dtype)
 
 
+def reference_slices() -> list[np.ndarray]:
+    """Eight synthetic heads of different shapes, four with a bright disc: the slices a package's ONNX graphs are
+    checked on against Keras when they are exported, and against the probabilities recorded then by the self-test."""
+    return [head_image(160 + 8 * i, 140 + 6 * i, tumour=(60 + 5 * i, 55 + 4 * i, 7 + i) if i % 2 else None, seed=i)
+            for i in range(8)]
+
+
 def write_series(folder: Path, n: int = 12, size: int = 128, series_uid: str | None = None,
                  description: str = "SYNTHETIC demo series (no patient data)",
                  patient=("SYNTHETIC^DEMO", "SYNTHETIC"), reverse: bool = True, tumour_slices=(5, 6, 7),

@@ -1,4 +1,5 @@
-"""Grad-CAM on the pre-sigmoid logit, put back on the slice's own pixel grid, on any Keras backend.
+"""Grad-CAM on the pre-sigmoid logit, put back on the slice's own pixel grid, on any Keras backend or from a package's
+exported Grad-CAM graph under ONNX Runtime (core/onnx_graphs.py; the trainer writes that graph with `grad_cam` below).
 
 The model is cut at the target layer into two Keras models that share its layers: the features (input -> target
 layer) and the head (target layer's output, plus the image for any path that bypasses the layer -> logit). The
@@ -26,7 +27,7 @@ from .preprocess import Preprocessed, to_model_input
 RawMaps = Callable[[np.ndarray], np.ndarray]
 
 
-def _weighted_features(features, gradients):
+def grad_cam(features, gradients):
     """Grad-CAM's meaning, in Keras ops so that it runs inside each backend's compiled function: channel weights are
     the mean gradient over the map, and the map is the ReLU of the weighted sum of the channels."""
     from keras import ops
@@ -45,7 +46,7 @@ def _tensorflow_maps(features_model, head) -> RawMaps:
         with tf.GradientTape() as tape:
             tape.watch(features)
             score = tf.reduce_sum(head([x, features], training=False))
-        return _weighted_features(features, tape.gradient(score, features))
+        return grad_cam(features, tape.gradient(score, features))
 
     return lambda x: maps(tf.constant(x)).numpy()
 
@@ -61,7 +62,7 @@ def _jax_maps(features_model, head) -> RawMaps:
     def maps(x, feature_weights, head_weights):
         features = call(features_model, feature_weights, x)
         gradient = jax.grad(lambda f: jax.numpy.sum(call(head, head_weights, [x, f]).astype("float32")))
-        return _weighted_features(features, gradient(features))
+        return grad_cam(features, gradient(features))
 
     def run(x):
         # the weights go in as arguments, not as constants baked into the compiled function, so a model that is
@@ -83,7 +84,7 @@ def _torch_maps(features_model, head) -> RawMaps:
             features = features_model(x, training=False)
         features = features.detach().requires_grad_(True)
         (gradient,) = torch.autograd.grad(head([x, features], training=False).float().sum(), features)
-        return _weighted_features(features.detach(), gradient).cpu().numpy()
+        return grad_cam(features.detach(), gradient).cpu().numpy()
 
     return run
 
@@ -106,10 +107,13 @@ def raw_maps(features_model, head) -> RawMaps:
 
 class GradCAM:
     def __init__(self, model: LoadedModel):
+        self._normalisation = model.manifest.preprocessing.model_normalisation
+        if model.graphs is not None:  # the package's exported Grad-CAM graph (core/onnx_graphs.py)
+            self._maps, self._compiled_per_shape = model.graphs.cams, False
+            return
         import keras
 
         net = model.keras_model
-        self._normalisation = model.manifest.preprocessing.model_normalisation
         target = net.get_layer(model.manifest.gradcam_layer).output
         features_model = keras.Model(net.input, target)
         self._compiled_per_shape = features_model.jit_compile

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend
+from . import backend, runtime
 from .augment import MAX_TTA, TTA_ORDER, apply_tta
 from .errors import CancelledError, ModelPackageError
 from .manifest import Manifest, OperatingPoint
 from .ood import OODDetector, load_ood, run_scoring, scoring_model
+from .onnx_graphs import OnnxGraphs
 from .packages import ModelEntry, load_keras_model
 from .preprocess import Preprocessed, has_head, to_model_input
 
@@ -65,28 +66,45 @@ class SliceResult:
 
 @dataclass
 class LoadedModel:
+    """A package ready to compute: its ONNX graphs under ONNX Runtime (`graphs`), or its Keras model (`keras_model`),
+    as core.runtime.resolve decides; every caller asks the same questions of either."""
+
     entry: ModelEntry
     manifest: Manifest
-    keras_model: object = field(repr=False)
+    keras_model: object = field(default=None, repr=False)
     ood: OODDetector | None = field(default=None, repr=False)  # the package's scope fit, when it has one
+    graphs: OnnxGraphs | None = field(default=None, repr=False)
     _logit_fn: object = field(default=None, repr=False)
     _scoring: object = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, entry: ModelEntry) -> "LoadedModel":
+    def load(cls, entry: ModelEntry, asked: str | None = None) -> "LoadedModel":
+        """The package on the runtime `asked` ("auto", "onnx", "keras"; default: core.runtime.requested())."""
         if entry.manifest is None:
             raise entry.error or ModelPackageError(entry.path, "not a usable package")
         manifest = entry.manifest
-        return cls(entry, manifest, load_keras_model(entry.path, manifest), load_ood(entry.path, manifest))
+        ood = load_ood(entry.path, manifest)
+        if runtime.resolve(manifest, entry.path, asked) == "onnx":
+            return cls(entry, manifest, ood=ood, graphs=OnnxGraphs.load(entry.path, manifest, ood.layers if ood else ()))
+        return cls(entry, manifest, load_keras_model(entry.path, manifest), ood)
 
     @property
     def id(self) -> str:
         return self.manifest.id
 
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.graphs is not None else "keras"
+
+    @property
+    def device(self) -> str:
+        """Where this model computes, in words ("ONNX Runtime, CPU (2 cores)")."""
+        return runtime.device_description(self.runtime)
+
     def logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw (uncalibrated) logits for a batch of preprocessed [0,1] images (N, S, S)."""
         if self._logit_fn is None:
-            self._logit_fn = logit_function(self.keras_model)
+            self._logit_fn = self.graphs.logits if self.graphs is not None else logit_function(self.keras_model)
         return run_logits(self._logit_fn, images, self.manifest.preprocessing.model_normalisation, batch_size)
 
     def scored_logits(self, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
@@ -95,10 +113,24 @@ class LoadedModel:
         if self.ood is None:
             return self.logits(images, batch_size), None
         if self._scoring is None:
-            self._scoring = scoring_model(self.keras_model, self.ood)
+            self._scoring = (GraphScoring(self.graphs, self.ood.layers) if self.graphs is not None
+                             else scoring_model(self.keras_model, self.ood))
         raw, feats = run_scoring(self._scoring, images, self.manifest.preprocessing.model_normalisation,
                                  self.ood.grid, batch_size)
         return raw, self.ood.score(feats)
+
+
+@dataclass(frozen=True)
+class GraphScoring:
+    """The model graph answering as `ood.scoring_model`'s Keras model does: [logit, the scope layers' maps]."""
+
+    graphs: OnnxGraphs
+    layers: tuple[str, ...]
+    jit_compile = False  # ONNX Runtime takes any batch size without compiling again: no padding
+
+    def predict_on_batch(self, x: np.ndarray) -> list[np.ndarray]:
+        logits, maps = self.graphs.scored(x, self.layers)
+        return [logits[:, None], *maps]
 
 
 def logit_function(keras_model):

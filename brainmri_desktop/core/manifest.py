@@ -71,6 +71,11 @@ class Manifest:
     # file holding its out-of-distribution fit ("" when the package has none).
     trained_on: dict = field(default_factory=dict)
     ood_file: str = ""
+    # The graphs ONNX Runtime runs (core/onnx_graphs.py; "" when the package has none) and how they were checked at
+    # export: the largest differences from Keras, and the probabilities of core.demo's reference slices.
+    graph_file: str = ""
+    gradcam_graph_file: str = ""
+    graph_check: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -178,8 +183,14 @@ def parse_manifest(text: str, where: Path) -> Manifest:
         trainer_version=str(d.get("trainer_version", "")),
         trained_on=d.get("trained_on") if isinstance(d.get("trained_on"), dict) else {},
         ood_file=str(d.get("ood_file") or ""),
+        graph_file=str(d.get("graph_file") or ""),
+        gradcam_graph_file=str(d.get("gradcam_graph_file") or ""),
+        graph_check=d.get("graph_check") if isinstance(d.get("graph_check"), dict) else {},
     )
-    for name in (manifest.architecture_file, manifest.weights_file, *([manifest.ood_file] if manifest.ood_file else [])):
+    if bool(manifest.graph_file) != bool(manifest.gradcam_graph_file):
+        raise ModelPackageError(where, "manifest names one ONNX graph without the other")
+    optional = [n for n in (manifest.ood_file, manifest.graph_file, manifest.gradcam_graph_file) if n]
+    for name in (manifest.architecture_file, manifest.weights_file, *optional):
         if name not in manifest.files:
             raise ModelPackageError(where, f"manifest does not list its own model file {name!r}")
     return manifest

@@ -186,6 +186,11 @@ def load_keras_model(path: Path, manifest: Manifest):
     return model
 
 
+def rounded_weights(model, dtype: str) -> list[np.ndarray]:
+    """The model's weights as a package in `dtype` gives them back when it is loaded (float32 again)."""
+    return [np.asarray(w).astype(dtype).astype(np.float32) for w in model.get_weights()]
+
+
 def weights_archive(model, dtype: str) -> bytes:
     """The model's weights as an .npz in the given precision, in a stable order."""
     buffer = io.BytesIO()

@@ -1,7 +1,10 @@
-"""Which backend and device the models compute on, said once in words the application can show
-("TensorFlow, CPU (2 cores)", "JAX, GPU (NVIDIA H200)"), and TensorFlow's start-up logging kept quiet.
+"""Which runtime computes a package's outputs, and on which device, said once in words the application can show
+("ONNX Runtime, CPU (2 cores)", "TensorFlow, GPU (NVIDIA H200)"); and Keras loaded with TensorFlow's start-up logging
+kept quiet.
 
-Imported before anything loads TensorFlow, so the log level below is read when TensorFlow starts.
+The runtime is ONNX Runtime when the package has graphs and it is installed (the application's install has no
+TensorFlow at all), else Keras on its backend; `--runtime` or BRAINMRI_RUNTIME asks for one. Imported before anything
+loads TensorFlow, so the log level below is read when TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from . import backend
+from . import backend, onnx_graphs
+from .errors import ModelPackageError
+
+RUNTIMES = ("auto", "onnx", "keras")
+ENV_RUNTIME = "BRAINMRI_RUNTIME"
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present wherever the NVIDIA kernel driver runs (Linux)
 
@@ -36,13 +43,58 @@ def _stderr_to_devnull():
         os.close(saved)
 
 
-# TensorFlow 2.17+ logs through absl before anything initialises absl's logging, and uninitialised absl writes every
-# message to stderr whatever TF_CPP_MIN_LOG_LEVEL says: the oneDNN and CUDA-stub notes, twice, before every command's
-# output. They come while the library loads, so Keras (and TensorFlow under it) is loaded here with the process's
-# stderr closed; Python's own errors still raise after it is back. A level the user set low shows them.
-if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("2", "3") and "keras" not in sys.modules:
-    with _stderr_to_devnull():
-        import keras  # noqa: F401
+def import_keras():
+    """Keras, loaded the first time with TensorFlow's start-up notes kept off the terminal.
+
+    TensorFlow 2.17+ logs through absl before anything initialises absl's logging, and uninitialised absl writes every
+    message to stderr whatever TF_CPP_MIN_LOG_LEVEL says: the oneDNN and CUDA-stub notes, twice, before every
+    command's output. They come while the library loads, so it is loaded with the process's stderr closed; Python's
+    own errors still raise after it is back. A level the user set low shows them. Raises ModelPackageError when Keras
+    is not installed (the application's install runs graphs only)."""
+    if "keras" not in sys.modules:
+        try:
+            if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("2", "3"):
+                with _stderr_to_devnull():
+                    import keras  # noqa: F401
+            else:
+                import keras  # noqa: F401
+        except ImportError:
+            raise ModelPackageError(None, "the Keras runtime is not installed here (this install runs packages' ONNX "
+                                          "graphs; pip install 'brainmri[train]' adds Keras)") from None
+    return sys.modules["keras"]
+
+
+def requested() -> str:
+    """The runtime asked for: BRAINMRI_RUNTIME (the command line's --runtime sets it), else auto."""
+    value = os.environ.get(ENV_RUNTIME, "auto").strip().lower() or "auto"
+    if value not in RUNTIMES:
+        raise ModelPackageError(None, f"{ENV_RUNTIME}={value!r} is not one of {', '.join(RUNTIMES)}")
+    return value
+
+
+def resolve(manifest, where=None, asked: str | None = None) -> str:
+    """"onnx" or "keras" for this package: the one rule. Auto takes the package's graphs when ONNX Runtime is
+    installed, else Keras; asking for ONNX Runtime where the package has no graphs is an error, not a quiet switch."""
+    asked = asked or requested()
+    has_graphs = bool(manifest.graph_file)
+    if asked == "keras":
+        return "keras"
+    if asked == "onnx":
+        if not has_graphs:
+            raise ModelPackageError(where, "has no ONNX graphs (exported before they existed): add them with "
+                                           "`brainmri-train add-graphs`, or run it with --runtime keras")
+        if not onnx_graphs.available():
+            raise ModelPackageError(where, "needs ONNX Runtime, which is not installed (pip install onnxruntime)")
+        return "onnx"
+    return "onnx" if has_graphs and onnx_graphs.available() else "keras"
+
+
+def default_runtime() -> str:
+    """The runtime a package with graphs gets here: what the window says before any model is loaded."""
+    asked = requested()
+    if asked == "auto":
+        return "onnx" if onnx_graphs.available() else "keras"
+    return asked
 
 
 def _tensorflow_accelerator() -> str | None:
@@ -83,5 +135,9 @@ def accelerator() -> str | None:
     return find() if find else None
 
 
-def device_description() -> str:
+def device_description(runtime: str | None = None) -> str:
+    """The runtime and device in words, for `runtime` ("onnx"/"keras"; default: what a package with graphs gets)."""
+    if (runtime or default_runtime()) == "onnx":
+        return onnx_graphs.device_description()
+    import_keras()
     return f"{backend.display_name()}, {accelerator() or f'CPU ({os.cpu_count()} cores)'}"
