@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,16 +48,27 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_folder(target: Path, contents: dict[str, bytes]) -> None:
-    """A folder holding exactly `contents` (file name -> bytes), replacing any folder there: everything is written to
-    a temporary folder beside the target, then renamed into place, so a reader sees the old folder or the new one."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a model package is meant to be read by every user of the machine
-    try:
+    """A folder holding exactly `contents` (file name -> bytes), replacing any folder there (see `atomic_folder`)."""
+    with atomic_folder(target) as tmp:
         for name, data in contents.items():
             with open(tmp / name, "wb") as f:
                 _write_synced(f, data)
+
+
+@contextmanager
+def atomic_folder(target: Path, scratch: Path | None = None) -> Iterator[Path]:
+    """A temporary folder to fill, file by file as the data arrives (a series retrieved from a PACS need not fit in
+    memory); when the block ends without an exception it replaces any folder at `target`, so a reader sees the old
+    folder or the new one, and otherwise it is removed. `scratch` holds the temporary folder (default: beside the
+    target; it must be on the same file system), for a caller that sweeps what a killed process left there."""
+    target = Path(target)
+    scratch = Path(scratch) if scratch is not None else target.parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=scratch))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model package is meant to be read by every user of the machine
+    try:
+        yield tmp
+        target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

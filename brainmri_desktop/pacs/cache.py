@@ -1,21 +1,21 @@
 """The local cache of retrieved instances: `<cache>/pacs/studies/<study UID>/<series UID>/<SOP UID>.dcm`.
 
 A series is written into a private folder under `partial/` and renamed into place only once every instance is on
-disk, so a cancelled or failed retrieve leaves nothing behind and a series folder that exists is always whole. The
-cache is bounded: after each retrieve the least recently used studies go until it fits.
+disk (core.atomic's `atomic_folder`), so a cancelled or failed retrieve leaves nothing behind and a series folder that
+exists is always whole. The cache is bounded: after each retrieve the least recently used studies go until it fits.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pydicom
 
+from ..core.atomic import atomic_folder
 from ..core.errors import CancelledError, PacsError
 from .query import valid_uid
 
@@ -76,23 +76,17 @@ class StudyCache:
                      cancel: Callable[[], bool] | None = None) -> list[Path]:
         """Writes the instances as they arrive, then puts the whole series in place; the paths of its files."""
         target = self.series_dir(study_uid, series_uid)
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{series_uid}.", dir=self.partial_dir))
         try:
-            for ds in datasets:
-                if cancel is not None and cancel():
-                    raise CancelledError()
-                self._write_instance(work, ds, study_uid, series_uid)
-                if on_instance is not None:
-                    on_instance()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)  # an older copy that the server's count no longer matches
-            os.replace(work, target)
+            # an older copy there (one the server's count no longer matches) is replaced whole
+            with atomic_folder(target, scratch=self.partial_dir) as work:
+                for ds in datasets:
+                    if cancel is not None and cancel():
+                        raise CancelledError()
+                    self._write_instance(work, ds, study_uid, series_uid)
+                    if on_instance is not None:
+                        on_instance()
         except OSError as exc:
             raise PacsError(self.root, f"the cache cannot be written ({exc.strerror or type(exc).__name__})") from None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         self.touch(study_uid)
         return self.cached_series(study_uid, series_uid)
 
