@@ -3,7 +3,8 @@
 For each model: seconds per slice at TTA 1 and at the model's default TTA (adaptive), Grad-CAM seconds per slice, and
 the wall time, time to the first flagged slice and peak memory to triage a 384-slice series: ../shared/data/
 dicom-t1w-series when present, otherwise a synthetic series written to a temporary folder. Also the load test of the
-hardening issue: a 2,000-slice study with the small CNN, peak memory and wall time.
+hardening issue: a 2,000-slice study with the small CNN, peak memory and wall time. Last, the hardening's timings
+that the tests leave out (benchmarks/robustness.py): loaders on fuzzed files, the PACS client's timeout.
 """
 
 from __future__ import annotations
@@ -104,7 +105,15 @@ def main() -> int:
             print(f"load test: {what}: load {load_s:.1f} s, triage {wall:.1f} s ({cnn.manifest.id}), "
                   f"peak memory {peak_mb():.0f} MB")
             report_stalls(tmp / f"series{args.load_slices}", args.stall_runs)
+    report_robustness()
     return 0
+
+
+def report_robustness() -> None:
+    """The loaders' time per fuzzed file and the PACS client's time to give up, which the tests do not assert."""
+    from benchmarks.robustness import report
+
+    print("\n".join(report()))
 
 
 def report_stalls(folder: Path, runs: int) -> None:

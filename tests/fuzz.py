@@ -1,7 +1,8 @@
 """Fuzzing the loaders: mutated DICOM, DICOMDIR, NIfTI, zip, PNG, JPEG and TIFF files, and mutated model manifests.
 
-Every input must end in slices or a typed BrainMRIError, within 5 s. `make fuzz` runs the long campaign
-(`python -m tests.fuzz --count 10000`); tests/test_fuzz.py runs a short hypothesis-driven one in the suite.
+Every input must end in slices or a typed BrainMRIError. `make fuzz` runs the long campaign (`python -m tests.fuzz
+--count 10000`, which reports its slowest input); tests/test_fuzz.py runs a short hypothesis-driven one in the suite.
+The time each input takes is measured by benchmarks/robustness.py (`make bench`), not asserted.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from brainmri_desktop.core.errors import BrainMRIError
 from brainmri_desktop.core.io import load_paths
 from brainmri_desktop.core.io.study import group_series, read_file
 from brainmri_desktop.core.manifest import parse_manifest
-
-TIME_LIMIT_S = 5.0
-
 
 def image_seeds() -> dict[str, bytes]:
     from pydicom.data import get_testdata_file
@@ -93,20 +91,13 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 def check_file(name: str, data: bytes, folder: Path) -> str:
     path = folder / name
     path.write_bytes(data)
-    t = time.perf_counter()
     if path.suffix in ("", ".zip"):  # archives and DICOMDIRs stand for several files: read as a study
-        outcome = "ok" if load_paths([path]).slices else "refused"
-    else:
-        try:
-            slices = read_file(path)
-            group_series(slices)
-            outcome = "ok"
-        except BrainMRIError:
-            outcome = "refused"
-    elapsed = time.perf_counter() - t
-    if elapsed > TIME_LIMIT_S:
-        raise AssertionError(f"{name}: took {elapsed:.1f} s")
-    return outcome
+        return "ok" if load_paths([path]).slices else "refused"
+    try:
+        group_series(read_file(path))
+        return "ok"
+    except BrainMRIError:
+        return "refused"
 
 
 def manifest_seed() -> str:
@@ -135,7 +126,7 @@ def run(count: int, seed: int = 0) -> dict:
     names = sorted(seeds)
     manifest = manifest_seed().encode()
     outcomes = {"ok": 0, "refused": 0, "uncaught": 0}
-    slowest, slow_inputs = 0.0, 0
+    slowest = 0.0
     folder = Path(tempfile.mkdtemp(prefix="brainmri-fuzz-"))
     try:
         for i in range(count):
@@ -149,9 +140,6 @@ def run(count: int, seed: int = 0) -> dict:
                 check = lambda: check_file(fuzz_name(str(i), name), data, folder)  # noqa: E731
             try:
                 outcomes[check()] += 1
-            except AssertionError:  # over the time limit
-                slow_inputs += 1
-                _keep(f"slow-{i}-{name}", data)
             except Exception:  # noqa: BLE001 - what the campaign counts; a BaseException would end it, as it should
                 outcomes["uncaught"] += 1
                 _keep(f"uncaught-{i}-{name}", data)
@@ -160,8 +148,7 @@ def run(count: int, seed: int = 0) -> dict:
             slowest = max(slowest, time.perf_counter() - t)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"inputs": count, **outcomes, f"over_{TIME_LIMIT_S:g}_s": slow_inputs,
-            "slowest_s": round(slowest, 3),
+    return {"inputs": count, **outcomes, "slowest_s": round(slowest, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 

@@ -234,11 +234,11 @@ def test_server_down_is_one_clear_error():
 
 
 def test_slow_server_times_out(misbehaving):
+    """The server would answer (an empty list) after 3 s: only the client's 0.5 s timeout makes this an error. How
+    long giving up takes is benchmarks/robustness.py's to measure."""
     url = misbehaving(delay=3.0, body=b"[]")
-    started = time.monotonic()
     with pytest.raises(PacsError, match=r"no answer within 0.5 s while searching"):
         find_studies(client_for(url, timeout_s=0.5), StudyQuery())
-    assert time.monotonic() - started < 2.5
 
 
 @pytest.mark.parametrize("body, content_type", [
