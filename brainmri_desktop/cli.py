@@ -13,12 +13,13 @@ import argparse
 import csv
 import hashlib
 import io
+import os
 import re
 import sys
 from pathlib import Path
 
 from . import __version__
-from .core import runtime  # noqa: F401 - quietens TensorFlow's start-up logging before it loads
+from .core import runtime
 from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.augment import MAX_TTA
 from .core.errors import BrainMRIError
@@ -143,7 +144,7 @@ def _write_report(session, model, path: Path) -> None:
     from .core.gradcam import GradCAM
     from .core.report import StudyReport, write_pdf_with_maps
 
-    for _maps in write_pdf_with_maps(StudyReport.of(session, runtime.device_description()), path, session,
+    for _maps in write_pdf_with_maps(StudyReport.of(session, model.device), path, session,
                                      GradCAM(model)):
         pass  # maps go into the PDF only; a long study's do not pile up in the session
 
@@ -200,7 +201,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         print(pacs_cli.send_for_predict(args, session, GradCAM(model)), file=sys.stderr)
     print(f"{len(session.results)} slices, {len(session.flagged())} flagged by {model.id} "
-          f"({runtime.device_description()}); {_scope_summary(session)}"
+          f"({model.device}); {_scope_summary(session)}"
           f"{len(report.errors) + len(session.errors)} inputs unreadable. {DISCLAIMER}", file=sys.stderr)
     return 0 if session.results else 1
 
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--models-dir", action="append", type=Path, default=[],
                         help="another folder of model packages (repeatable; also BRAINMRI_MODELS)")
+    add_runtime_argument(common)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", parents=[common], help="list every model package found").set_defaults(func=cmd_models)
     p = sub.add_parser("predict", parents=[common], help="triage images, DICOM files and folders")
@@ -236,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=runtime.RUNTIMES,
+                        help="what runs the models: onnx (ONNX Runtime, the package's exported graphs), keras (the "
+                             "Keras model; needs the trainer's install), auto (default: onnx where the package has "
+                             f"graphs and ONNX Runtime is installed); also {runtime.ENV_RUNTIME}")
+
+
+def use_runtime(args: argparse.Namespace) -> None:
+    """The runtime asked for on the command line, for every model this process loads (and the workers it starts)."""
+    if getattr(args, "runtime", None):
+        os.environ[runtime.ENV_RUNTIME] = args.runtime
+
+
 def _predict_problem(args: argparse.Namespace) -> str | None:
     if args.server and args.paths:
         return "give either paths or --server, not both"
@@ -249,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "predict" and (problem := _predict_problem(args)):
         parser.error(problem)
+    use_runtime(args)
     try:
         return args.func(args)
     except BrainMRIError as exc:  # a model that cannot be found or loaded, a file the core refused

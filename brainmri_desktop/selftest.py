@@ -53,6 +53,28 @@ def _compressed_dicom_check(plain, path: Path) -> list[str]:
         return [f"JPEG 2000 DICOM: {type(exc).__name__}: {exc}"]
 
 
+def _export_check(model) -> list[str]:
+    """The package's reference slices against the probabilities its export recorded (Keras's, checked against the
+    graphs there): a runtime that computes something else here fails the self-test."""
+    import numpy as np
+
+    from .core.demo import reference_slices
+    from .core.inference import sigmoid
+    from .core.onnx_graphs import MAX_PROBABILITY_DIFF
+    from .core.preprocess import preprocess_values
+
+    recorded = model.manifest.graph_check.get("reference_probabilities")
+    if not recorded:
+        print(f"{model.id}: no probabilities recorded at export to compare with")
+        return []
+    images = np.stack([preprocess_values(s, None, model.manifest.preprocessing).image for s in reference_slices()])
+    now = sigmoid(model.manifest.calibrated_logit(model.logits(images)))
+    diff = float(np.abs(now - np.asarray(recorded)).max()) if len(recorded) == len(now) else float("inf")
+    ok = diff <= MAX_PROBABILITY_DIFF
+    print(f"{model.id}: {model.device} against the export's probabilities: within {diff:.1e}" + (" OK" if ok else " FAILED"))
+    return [] if ok else [f"{model.id}: probabilities differ from those recorded at export by {diff:.2g}"]
+
+
 def self_test(models_dirs=None) -> int:
     import numpy as np
 
@@ -65,7 +87,7 @@ def self_test(models_dirs=None) -> int:
     from .core.session import triage_chunks
 
     print(version_line(models_dirs))
-    print(f"device: {runtime.device_description()}")
+    print(f"runtime: {runtime.device_description()}")
     entries = discover(models_dirs)
     failures = [f"{e.path}: {e.error.reason}" for e in entries if not e.ok]
     usable = [e for e in entries if e.ok]
@@ -90,7 +112,7 @@ def self_test(models_dirs=None) -> int:
                 # a package with a scope fit scores every slice in the same forward pass as its logit
                 scored = all(r.ood_score is not None and np.isfinite(r.ood_score) for r in results)
                 ok = ok and (scored if model.ood is not None else True)
-                outside = sum(bool(v) for c in chunks for v in (*c.verdicts.values(), *c.unusual.values()))
+                outside = sum(v is not None for c in chunks for v in c.verdicts.values())
                 print(f"{entry.manifest.id}: " + ", ".join(f"{r.probability:.3f}" for r in results)
                       + f" (threshold {model.manifest.threshold.threshold:.3f}); Grad-CAM maps "
                       + ", ".join(f"{c.shape[1]}x{c.shape[0]}" for c in cams)
@@ -98,6 +120,7 @@ def self_test(models_dirs=None) -> int:
                       + (" OK" if ok else " FAILED"))
                 if not ok:
                     failures.append(f"{entry.manifest.id}: implausible output")
+                failures += _export_check(model)
             except Exception as exc:  # noqa: BLE001 - a self-test reports whatever broke
                 failures.append(f"{entry.manifest.id}: {type(exc).__name__}: {exc}")
     for f in failures:

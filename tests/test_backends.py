@@ -51,7 +51,7 @@ def jax_package(tmp_path_factory):
 
 def _predict(backend: str, models: Path, images: list[Path], cams: Path):
     done = _run(backend, "-c", PREDICT, "predict", "--models-dir", str(models), "--model", "jax-cnn",
-                "--tta", "3", "--full-tta", "--cam-dir", str(cams), *map(str, images))
+                "--runtime", "keras", "--tta", "3", "--full-tta", "--cam-dir", str(cams), *map(str, images))
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert [r["error"] for r in rows] == [""] * len(images)
     return rows, done.stderr

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from brainmri_desktop.core import backend
 from brainmri_desktop.core.errors import ModelPackageError
 from brainmri_desktop.core.manifest import Manifest, OperatingPoint
 from brainmri_desktop.core.packages import user_models_dir, write_package
@@ -123,9 +124,16 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     # Written from a model loaded afresh: Grad-CAM's head model ([input, layer] -> logit) adds nodes to the measured
     # one that Keras cannot serialise where a layer also reads the input (a cell model's HeadCells).
     fresh = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
-    manifest, graphs = graph_files(packaged(fresh, manifest, scope_files))  # what ONNX Runtime runs in the application
-    return write_package(target, manifest, fresh, {"MODEL_CARD.md": card.encode(), **scope_files, **graphs},
-                         force=force)
+    graphs = {}
+    if backend.name() == "tensorflow":  # what ONNX Runtime runs in the application; TensorFlow traces the graphs
+        manifest, graphs = graph_files(packaged(fresh, manifest, scope_files))
+    written = write_package(target, manifest, fresh, {"MODEL_CARD.md": card.encode(), **scope_files, **graphs},
+                            force=force)
+    if not graphs:
+        print(f"note: {written} has no ONNX graphs (Keras runs on {backend.display_name()} here, and TensorFlow "
+              f"traces them); the application runs it through Keras until they are added: KERAS_BACKEND=tensorflow "
+              f"brainmri-train add-graphs {written} --out {written.parent} --force")
+    return written
 
 
 def packaged(keras_model, manifest: Manifest, scope_files: dict[str, bytes]):

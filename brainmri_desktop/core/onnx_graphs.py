@@ -25,6 +25,10 @@ from .errors import ModelPackageError
 LOGIT, FEATURES, CAM = "logit", "gradcam_features", "cam"
 SCOPE_PREFIX = "scope_"
 IMAGE = "image"
+# How far the graphs may be from the Keras model (issue 24's bar for `--runtime onnx` against `--runtime keras`):
+# probabilities within 1e-4, Grad-CAM maps scaled to [0, 1] within 1e-3. The trainer refuses graphs beyond them;
+# the self-test holds the installed runtime to the probabilities recorded at export.
+MAX_PROBABILITY_DIFF, MAX_GRADCAM_DIFF = 1e-4, 1e-3
 
 # Most capable first; ONNX Runtime falls back along the list for any operator a provider lacks.
 PROVIDERS = ("CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")

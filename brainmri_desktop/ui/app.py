@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-from ..core import runtime  # noqa: F401 - quietens TensorFlow before it loads
 from ..core.wording import DISCLAIMER
 
 
@@ -25,7 +24,7 @@ def dark_palette(app) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import OneLineParser
+    from ..cli import OneLineParser, add_runtime_argument, use_runtime
 
     parser = OneLineParser(prog="brainmri-desktop", description=f"BrainMRI: brain MRI tumour triage. {DISCLAIMER}")
     parser.add_argument("paths", nargs="*", type=Path, help="images, DICOM files or folders to open")
@@ -34,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-test", action="store_true", help="load every model, predict on generated data, exit")
     parser.add_argument("--startup-check", action="store_true",
                         help="open the main window, print the wall-clock time (Unix seconds) it was first shown, exit")
+    add_runtime_argument(parser)
     args = parser.parse_args(argv)
+    use_runtime(args)
     if args.version:
         from ..selftest import version_line
 

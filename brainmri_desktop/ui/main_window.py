@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         t.loaded.connect(self._loaded)
         t.runFinished.connect(self._run_finished)
         t.failed.connect(self.show_failure)
+        t.deviceChanged.connect(self.status_area.device.setText)
         t.exported.connect(lambda path: self.status.setText(f"Saved {path}"))
         t.exportFailed.connect(lambda text: QMessageBox.warning(self, "Export report", text))
 

@@ -26,6 +26,7 @@ class TriageController(QObject):
     exported = Signal(str)  # path
     exportFailed = Signal(str)  # a sentence naming the file and the reason
     failed = Signal(str)  # a sentence for the reader
+    deviceChanged = Signal(str)  # where the loaded model computes, in words ("ONNX Runtime, CPU (2 cores)")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -94,6 +95,7 @@ class TriageController(QObject):
             return
         if msg[0] == "model":
             self.model, self.gradcam = msg[1], msg[2]
+            self.deviceChanged.emit(self.model.device)
             if self._pending_cams is not None:
                 self.request_cams(*self._pending_cams)
         else:
