@@ -16,6 +16,7 @@ from brainmri_desktop.core.preprocess import INTENSITY_SCALES  # noqa: E402
 
 from .augment import STRENGTHS  # noqa: E402
 from .config import DataRoot, TrainConfig, read_config  # noqa: E402
+from .distribute import MODES  # noqa: E402
 from .train_graph import PRECISIONS  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def _config(args) -> TrainConfig:
                                                     "loss", "optimizer", "schedule", "backbone_weights",
                                                     "steps_per_epoch", "cache_dir", "strip_rim",
                                                     "lesion_weight", "lesion_evidence", "cell_score", "intensity_scale",
-                                                    "precision", "workers")}
+                                                    "precision", "workers", "distribute")}
     if getattr(args, "exclude_source", None):
         changes["exclude_sources"] = list(args.exclude_source)
     cfg = cfg.override(**changes)
@@ -124,6 +125,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="mixed_bfloat16 computes in bfloat16 (fast on a GPU); the exported package is float32 either way")
     p.add_argument("--workers", type=int, help="processes that read the images and build the training batches")
+    p.add_argument("--distribute", choices=MODES,
+                   help="data: data-parallel over every device JAX sees (KERAS_BACKEND=jax; docs/BATCH.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

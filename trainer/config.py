@@ -77,6 +77,7 @@ class TrainConfig:
     cache_dir: str | None = None
     workers: int = 2  # processes that read the images and build the training batches
     precision: str = "float32"  # or mixed_bfloat16 (computes in bfloat16 on a GPU); the export is float32
+    distribute: str = "none"  # or data: data-parallel over every device JAX sees (trainer/distribute.py)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -157,3 +158,6 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"tta_eval must be between 1 and {MAX_TTA} (the views the application can run)")
     if not cfg.data:
         raise ValueError("no data roots given (--data DIR or [[data]] in the config)")
+    from .distribute import check
+
+    check(cfg.distribute, cfg.batch_size)

@@ -31,6 +31,7 @@ from .config import TrainConfig, validate
 from .data import DataError, Sample, load_source, summary
 from .dataset import Cache, LesionTargets, build_cache, make_sequence
 from .dedup import Grouping, group_samples
+from .distribute import distribution, divisible_batches
 from .metrics import with_intervals
 from .pack import load_packed
 from .splits import Split, split_groups
@@ -135,11 +136,14 @@ def compile_model(model, stage: Stage, cfg: TrainConfig, lesion_head: bool = Fal
     else:
         loss = keras.losses.BinaryCrossentropy()
     auc = keras.metrics.AUC(name="auc")
+    # Distributed, validation batches are padded with examples of weight 0 (distribute.divisible_batches), which only
+    # a weighted metric leaves out; the training AUC then weighs classes and sources as the loss does.
+    metrics = "weighted_metrics" if cfg.distribute != "none" else "metrics"
     if lesion_head:
         model.compile(optimizer=opt, loss={"prob": loss, "lesion": lesion_loss},
-                      loss_weights={"prob": 1.0, "lesion": cfg.lesion_weight}, metrics={"prob": [auc]})
+                      loss_weights={"prob": 1.0, "lesion": cfg.lesion_weight}, **{metrics: {"prob": [auc]}})
     else:
-        model.compile(optimizer=opt, loss=loss, metrics=[auc])
+        model.compile(optimizer=opt, loss=loss, **{metrics: [auc]})
 
 
 def cosine_lr(base: float, epoch_in_stage: int, warmup: int, period: int = 8) -> float:
@@ -312,6 +316,8 @@ def _fit_stage(f: _Fit, stage: Stage, start: int, end: int, final_stage: bool) -
         if initial > start:  # resuming inside this stage: its optimizer state continues too
             f.ckpt.restore_optimizer(f.graph)
     train_seq, val_seq = _sequences(f, stage, initial)
+    if f.session.get("devices"):
+        val_seq = divisible_batches(val_seq, len(f.session["devices"]))
     schedule = (lambda epoch: cosine_lr(stage.lr, epoch - start, cfg.warmup_epochs)) if cfg.schedule == "cosine" \
         else None
     rules = EpochRules(stage.name, stage.size, cfg.img_size, f.monitor, cfg.batch_size, cfg.patience,
@@ -340,19 +346,22 @@ def fit(cfg: TrainConfig, prepared: Prepared, run_dir: Path, train_idx, val_idx,
     keras.utils.set_random_seed(cfg.seed)
     ckpt = _Checkpoints(run_dir)
     state, session = _open_session(ckpt, cfg, resume, command)
-    model, trainee, graph = _build_graphs(cfg, log)
-    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
-    f = _Fit(cfg, prepared, ckpt, state, session, model, trainee, graph, train_idx, val_idx,
-             sample_weights(cfg, prepared, train_idx), build_augmenter(cfg.augment), log, deadline)
-    stages, start = plan_stages(cfg), 0
-    for s_index, stage in enumerate(stages):
-        end = start + stage.epochs
-        if not state["stopped"] and state["epoch"] < end:
-            paused = _fit_stage(f, stage, start, end, final_stage=s_index == len(stages) - 1)
-            if paused:
-                log(f"time budget reached after epoch {paused}: continue with --resume")
-                return None, state
-        start = end
+    with distribution(cfg.distribute) as session["devices"]:
+        if session["devices"]:
+            log(f"data-parallel over {len(session['devices'])} devices: {', '.join(session['devices'])}")
+        model, trainee, graph = _build_graphs(cfg, log)
+        train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+        f = _Fit(cfg, prepared, ckpt, state, session, model, trainee, graph, train_idx, val_idx,
+                 sample_weights(cfg, prepared, train_idx), build_augmenter(cfg.augment), log, deadline)
+        stages, start = plan_stages(cfg), 0
+        for s_index, stage in enumerate(stages):
+            end = start + stage.epochs
+            if not state["stopped"] and state["epoch"] < end:
+                paused = _fit_stage(f, stage, start, end, final_stage=s_index == len(stages) - 1)
+                if paused:
+                    log(f"time budget reached after epoch {paused}: continue with --resume")
+                    return None, state
+            start = end
     # The best weights at the final size; a run stopped before it (or finished early with fewer epochs) keeps the last.
     for name in ("best.weights.h5", "last.weights.h5"):
         if (ckpt.dir / name).exists():
@@ -485,6 +494,7 @@ def run(cfg: TrainConfig, run_dir: Path, resume: bool = False, log=print, comman
         "epochs_trained": state["epoch"], "best_epoch": state["best_epoch"],
         "train_seconds": round(time.time() - t0, 1), "epoch_seconds": round(state.get("epoch_seconds", 0.0), 1),
         "sessions": state["sessions"],
+        "devices": state["sessions"][-1]["devices"],  # those this session's training spanned (--distribute)
         "trainer_version": __version__,
         "data": summary(prepared.samples), "unreadable": prepared.unreadable,
         "duplicate_groups": {"max_distance": cfg.dedup_distance, "links": prepared.grouping.linked_pairs,
