@@ -1,10 +1,12 @@
 """`make bench`: speed and memory of triage with each bundled model, measured here, printed as a table.
 
-For each model: seconds per slice at TTA 1 and at the model's default TTA (adaptive), Grad-CAM seconds per slice, and
+For each model and runtime (ONNX Runtime running the package's graphs, Keras running its model): seconds per slice at TTA 1 and at the model's default TTA (adaptive), Grad-CAM seconds per slice, and
 the wall time, time to the first flagged slice and peak memory to triage a 384-slice series: ../shared/data/
 dicom-t1w-series when present, otherwise a synthetic series written to a temporary folder. Also the load test of the
-hardening issue: a 2,000-slice study with the small CNN, peak memory and wall time. Last, the hardening's timings
-that the tests leave out (benchmarks/robustness.py): loaders on fuzzed files, the PACS client's timeout.
+hardening issue: a 2,000-slice study with the small CNN, peak memory and wall time. Then the whole `brainmri predict`
+command on the 384-slice study under each runtime (start-up, imports and model load included, as a user waits for
+it). Last, the hardening's timings that the tests leave out (benchmarks/robustness.py): loaders on fuzzed files, the
+PACS client's timeout.
 """
 
 from __future__ import annotations
@@ -77,10 +79,10 @@ def main() -> int:
             return 0
         slices, what = study(384, tmp)
         print(f"study: {what}, {len(slices)} slices")
-        print(f"{'model':26} {'s/slice tta1':>12} {'s/slice dflt':>12} {'cam s/slice':>11} {'384 wall s':>10} "
-              f"{'first flag s':>12} {'peak MB':>8}")
-        for entry in entries:
-            model = LoadedModel.load(entry)
+        print(f"{'model':26} {'runtime':8} {'s/slice tta1':>12} {'s/slice dflt':>12} {'cam s/slice':>11} "
+              f"{'384 wall s':>10} {'first flag s':>12} {'peak MB':>8}")
+        for entry, runtime in [(e, r) for e in entries for r in runtimes(e)]:
+            model = LoadedModel.load(entry, runtime)
             tta = model.manifest.default_tta
             triage(model, slices[:32], 1)  # warm-up: graph tracing is a one-off cost
             wall1, _ = triage(model, slices, 1)
@@ -93,7 +95,7 @@ def main() -> int:
                 cam.slice_maps([p])
             cam_s = (time.perf_counter() - t) / len(inputs)
             _, first = triage(model, slices, max(tta, 1))
-            print(f"{entry.manifest.id:26} {wall1 / len(slices):12.4f} {wall / len(slices):12.4f} {cam_s:11.3f} "
+            print(f"{entry.manifest.id:26} {runtime:8} {wall1 / len(slices):12.4f} {wall / len(slices):12.4f} {cam_s:11.3f} "
                   f"{wall:10.1f} {'none' if first is None else f'{first:.2f}':>12} {peak_mb():8.0f}")
         cnn = next((e for e in entries if e.manifest.architecture == "cnn"), None)
         if cnn and args.load_slices:
@@ -105,8 +107,34 @@ def main() -> int:
             print(f"load test: {what}: load {load_s:.1f} s, triage {wall:.1f} s ({cnn.manifest.id}), "
                   f"peak memory {peak_mb():.0f} MB")
             report_stalls(tmp / f"series{args.load_slices}", args.stall_runs)
+        report_commands(study_folder(tmp))
     report_robustness()
     return 0
+
+
+def runtimes(entry) -> list[str]:
+    """The runtimes a package can run on here: its graphs under ONNX Runtime when it has them, and Keras."""
+    return (["onnx"] if entry.manifest.graph_file else []) + ["keras"]
+
+
+def study_folder(tmp: Path) -> Path:
+    real = ROOT.parent / "shared" / "data" / "dicom-t1w-series"
+    return real if real.exists() else tmp / "series384"
+
+
+def report_commands(folder: Path, repeats: int = 3) -> None:
+    """`brainmri predict` on the 384-slice study as a user runs it, once per runtime: the median of `repeats` runs."""
+    import subprocess
+
+    for runtime in ("onnx", "keras"):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "brainmri_desktop.cli", "predict", "--runtime", runtime, "--out",
+                            os.devnull, str(folder)], cwd=ROOT, check=True, capture_output=True)
+            times.append(time.perf_counter() - t)
+        print(f"brainmri predict --runtime {runtime} (default model, 384 slices, whole command): median "
+              f"{sorted(times)[len(times) // 2]:.1f} s of {', '.join(f'{x:.1f}' for x in times)}")
 
 
 def report_robustness() -> None:

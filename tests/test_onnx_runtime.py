@@ -152,3 +152,19 @@ def test_resolve_is_the_one_rule_for_which_runtime_runs_a_package(model_dir):
     assert runtime.resolve(bundled, asked="keras") == "keras"
     with pytest.raises(ModelPackageError, match="has no ONNX graphs"):
         runtime.resolve(plain, asked="onnx")
+
+
+def test_the_self_test_fails_when_the_graphs_compute_other_probabilities_than_at_export(tmp_path, capsys):
+    import shutil
+
+    from brainmri_desktop.ui.app import main as desktop
+
+    copy = tmp_path / "models" / "brainmri-cnn-small"
+    shutil.copytree(find_model(discover([]), "brainmri-cnn-small").path, copy)
+    assert desktop(["--self-test", "--models-dir", str(copy)]) == 0
+    assert "against the export's probabilities: within" in capsys.readouterr().out
+    manifest = json.loads((copy / "manifest.json").read_text())  # not among the hashed files
+    manifest["graph_check"]["reference_probabilities"][3] += 0.01
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert desktop(["--self-test", "--models-dir", str(copy)]) == 1
+    assert "probabilities differ from those recorded at export" in capsys.readouterr().out
