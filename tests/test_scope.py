@@ -16,7 +16,9 @@ from brainmri_desktop.core.io.study import read_file
 from brainmri_desktop.core.ood import OOD_FILE, detector_from_bytes, load_ood, run_scoring, scoring_model
 from brainmri_desktop.core.packages import read_package, sha256_file
 from brainmri_desktop.core.preprocess import PreprocessSpec, preprocess_slice, preprocess_values
-from brainmri_desktop.core.scope import IN, OUT, UNDECIDED, assess, header_verdict, tilt_from_axial
+from brainmri_desktop.core.scope import (
+    IN, OUT, UNDECIDED, Evidence, Kind, ScopeVerdict, assess, header_verdict, tilt_from_axial,
+)
 
 from .conftest import requires_data
 from .synthetic import write_dicom_series
@@ -326,7 +328,7 @@ def test_assess_combines_headers_image_and_model_score(tmp_path):
     assert assess(axial, pre, None, None).status == IN  # the headers alone say axial MR
     sagittal = _first(tmp_path / "sag", ImageOrientationPatient=[0.0, 1.0, 0.0, 0.0, 0.0, -1.0])
     assert assess(sagittal, pre, 3.0, ood).evidence == "headers"  # headers decide before the score
-    assert rule_check(sagittal, pre) and "sagittal" in rule_check(sagittal, pre)
+    assert rule_check(sagittal, pre).kind is Kind.SAGITTAL and "sagittal" in rule_check(sagittal, pre).reason
     assert rule_check(axial, pre) is None
 
 
@@ -340,14 +342,21 @@ def test_a_source_mostly_blank_keeps_its_share_on_its_readable_slices():
     assert (scores[~blank] > threshold).sum() == 4  # 5 % of the 80 readable slices
 
 
-def test_series_verdict_names_the_commonest_reason_when_most_slices_are_out():
-    from brainmri_desktop.core.scope import series_verdict
+def test_series_verdict_counts_slices_by_their_kind_whatever_the_words(tmp_path):
+    """A sagittal slice said so by its header and one read from its pixels are one kind: the summary counts kinds,
+    never the words of the reasons (which differ by evidence and carry each slice's own detail)."""
+    from brainmri_desktop.core.scope import image_verdict, series_verdict
 
-    sagittal = [f"a sagittal slice ({d} degrees from axial); the model was trained on axial slices" for d in (88, 90)]
-    verdict = series_verdict(sagittal * 4 + ["no head found in this slice (blank or near-empty image)", None])
-    assert verdict.out_of_scope and verdict.evidence == "series"
+    by_header = header_verdict(_first(tmp_path, ImageOrientationPatient=[0.0, 1.0, 0.0, 0.0, 0.0, -1.0]))
+    by_pixels = ScopeVerdict(OUT, Kind.SAGITTAL, "a sagittal slice, read from its pixels (no header gives the "
+                             "orientation; plane classifier 0.97); the model was trained on axial slices", Evidence.IMAGE)
+    assert by_header.kind is by_pixels.kind and by_header.reason.split(" (")[0] != by_pixels.reason.split(" (")[0]
+    blank = image_verdict(preprocess_values(np.zeros((32, 32)), None, PreprocessSpec(input_size=32)))
+    verdict = series_verdict([by_header] * 4 + [by_pixels] * 4 + [blank, None])
+    assert verdict.out_of_scope and verdict.evidence is Evidence.SERIES and verdict.kind is Kind.SAGITTAL
     assert verdict.reason == "a sagittal slice (8 of 10 slices; 1 for other reasons)"
-    mostly_in = series_verdict([None] * 9 + ["a localiser (scout) image"])
-    assert mostly_in.status == IN and mostly_in.reason == "1 of 10 slices out of scope"
+    localiser = ScopeVerdict(OUT, Kind.LOCALISER, "a localiser (scout) image", Evidence.HEADERS)
+    mostly_in = series_verdict([None] * 9 + [localiser])
+    assert mostly_in.status is IN and mostly_in.reason == "1 of 10 slices out of scope"
     assert series_verdict([None, None]).reason == "all 2 slices in scope"
     assert series_verdict([]) is None  # nothing judged yet

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from brainmri_desktop.core.model_choice import find_model
 from brainmri_desktop.core.packages import discover
 from brainmri_desktop.core.preprocess import preprocess_slice
 from brainmri_desktop.core.review import ReviewStore
-from brainmri_desktop.core.scope import rule_check
+from brainmri_desktop.core.scope import OUT, Evidence, Kind, ScopeVerdict, model_verdict, rule_check
 from brainmri_desktop.core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold, decide, triage_chunks
 
 from .synthetic import head_image
@@ -26,6 +27,9 @@ from .synthetic import head_image
 @pytest.fixture(scope="module")
 def tiny(model_dir):
     return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
+
+
+SCOUT = ScopeVerdict(OUT, Kind.LOCALISER, "a scout image", Evidence.HEADERS)
 
 
 def _slices(n: int, blank: tuple[int, ...] = ()) -> list[Slice]:
@@ -67,20 +71,20 @@ def test_decide_is_the_one_rule_and_out_of_scope_slices_are_not_flagged_unless_a
     point = tiny.manifest.threshold  # 0.5
     assert decide(_result(0.7), point).flagged and not decide(_result(0.3), point).flagged
     assert decide(_result(0.45, 0.3, 0.6), point).second_look
-    gated = decide(_result(0.9, 0.4, 0.95), point, "a scout image")
+    gated = decide(_result(0.9, 0.4, 0.95), point, SCOUT)
     assert not gated.flagged and not gated.second_look and gated.out_of_scope == "a scout image"
-    included = decide(_result(0.9, 0.4, 0.95), point, "a scout image", include_out_of_scope=True)
+    included = decide(_result(0.9, 0.4, 0.95), point, SCOUT, include_out_of_scope=True)
     assert included.flagged and included.second_look and included.out_of_scope == "a scout image"
 
 
 def test_a_blank_slice_gets_the_no_head_verdict_keeps_its_probability_and_is_not_flagged(tiny):
     session = Session(_slices(3, blank=(1,)))
     session.run(tiny, TTAConfig(count=1))
-    assert session.verdicts[0] is None and session.verdicts[2] is None and "no head" in session.verdicts[1]
+    assert session.verdicts[0] is None and session.verdicts[2] is None and "no head" in session.verdicts[1].reason
     assert 0 <= session.results[1].probability <= 1
     session.manifest = replace(tiny.manifest, threshold=replace(tiny.manifest.threshold, threshold=1e-6))
     assert session.flagged() == [0, 2]
-    assert session.decision(1).out_of_scope == session.verdicts[1]
+    assert session.decision(1).out_of_scope == session.verdicts[1].reason
     session.include_out_of_scope = True
     assert session.flagged() == [0, 1, 2]
 
@@ -101,12 +105,12 @@ def test_the_threshold_choice_decides_and_nothing_else_does(tiny, model_dir):
 
 def test_a_custom_scope_check_plugs_in_beside_the_rule_check(tiny):
     def odd_is_a_localiser(item, prepared):
-        return "a localiser" if item.path.stem.endswith(("1", "3")) else None
+        return SCOUT if item.path.stem.endswith(("1", "3")) else None
 
     session = Session(_slices(4, blank=(2,)), scope=(rule_check, odd_is_a_localiser))
     session.run(tiny, TTAConfig(count=1))
-    assert session.verdicts == {0: None, 1: "a localiser", 2: rule_check(None, session.inputs[2]), 3: "a localiser"}
-    assert "no head" in session.verdicts[2]
+    assert session.verdicts == {0: None, 1: SCOUT, 2: rule_check(None, session.inputs[2]), 3: SCOUT}
+    assert session.verdicts[2].kind is Kind.BLANK
 
 
 def test_step_flagged_wraps_and_a_new_model_keeps_the_marks(tiny, tmp_path):
@@ -193,13 +197,14 @@ def test_the_models_own_score_puts_unlike_images_out_of_scope_from_the_identity_
     np.testing.assert_allclose([r.probability for r in without], [session.results[i].probability for i in range(16)],
                                rtol=1e-5)
     assert all(r.ood_score is None for r in without)
-    out = sorted(session.unusual)
-    assert not any(session.verdicts.values())  # no rule spoke: the model's score alone judged them
+    out = sorted(i for i, v in session.verdicts.items() if v is not None)
+    # no rule spoke: the model's score alone judged them
+    assert all(session.verdicts[i].evidence is Evidence.MODEL for i in out)
     assert sum(i < 8 for i in out) <= 1 and sum(i >= 8 for i in out) >= 7
-    assert all("unlike the images this model was trained on" in session.unusual[i] for i in out)
+    assert all("unlike the images this model was trained on" in session.verdicts[i].reason for i in out)
     session.manifest = replace(model.manifest, threshold=replace(model.manifest.threshold, threshold=1.0 - 1e-9))
     assert not set(session.flagged()) & set(out)  # below the threshold they are out of scope, with that reason
-    assert all(session.decision(i).out_of_scope == session.unusual[i] for i in out)
+    assert all(session.decision(i).out_of_scope == session.verdicts[i].reason for i in out)
     session.manifest = replace(model.manifest, threshold=replace(model.manifest.threshold, threshold=1e-6))
     # at or over the threshold the score never hides them: flagged, with the reason as a warning
     assert session.flagged() == list(range(16))
@@ -209,25 +214,25 @@ def test_the_models_own_score_puts_unlike_images_out_of_scope_from_the_identity_
 def test_an_unusual_look_never_hides_a_confident_finding(tiny):
     """The feature distance reads what the model detects with: over the threshold it warns, it does not hide."""
     point = tiny.manifest.threshold  # 0.5
-    far = "unlike the images this model was trained on (its feature distance 90.0 exceeds 40.0)"
-    confident = decide(_result(0.99), point, unusual=far)
-    assert confident.flagged and confident.out_of_scope is None and confident.warning == f"unusual image: {far}"
-    low = decide(_result(0.2, 0.1, 0.3), point, unusual=far)
-    assert not low.flagged and low.out_of_scope == far and low.warning is None
+    far = model_verdict(90.0, SimpleNamespace(threshold=40.0))
+    assert far.reason == "unlike the images this model was trained on (its feature distance 90.0 exceeds 40.0)"
+    confident = decide(_result(0.99), point, far)
+    assert confident.flagged and confident.out_of_scope is None and confident.warning == f"unusual image: {far.reason}"
+    low = decide(_result(0.2, 0.1, 0.3), point, far)
+    assert not low.flagged and low.out_of_scope == far.reason and low.warning is None
     # a rule's verdict (headers, a blank image) still puts a slice out, however confident
-    ruled = decide(_result(0.99), point, "a scout image", unusual=far)
+    ruled = decide(_result(0.99), point, SCOUT)
     assert not ruled.flagged and ruled.out_of_scope == "a scout image" and ruled.warning is None
 
 
-def test_the_session_keeps_the_feature_distance_apart_from_the_rules(tiny):
+def test_the_session_warns_rather_than_hides_on_a_feature_distance_verdict(tiny):
     session = Session(_slices(2))
     session.start(tiny.manifest)
     session.results = {0: _result(0.99), 1: _result(0.1)}
-    session.verdicts = {0: None, 1: None}
-    session.unusual = {0: "far", 1: "far"}
+    far = ScopeVerdict(OUT, Kind.UNLIKE_TRAINING, "far", Evidence.MODEL)
+    session.verdicts = {0: far, 1: far}
     assert session.flagged() == [0] and session.decision(0).warning == "unusual image: far"
     assert session.decision(1).out_of_scope == "far"
-    assert session.scope_reasons() == {0: "far", 1: "far"}
 
 
 def test_a_mark_remembers_the_model_whose_result_it_judged(tiny, tmp_path):

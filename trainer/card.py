@@ -291,3 +291,81 @@ def model_card(run_dir: Path, manifest_dict: dict, explanations: dict, command: 
         f"```json\n{json.dumps(cfg, indent=1)}\n```",
     ]
     return "\n".join(lines) + "\n"
+
+
+HIDDEN_TITLE = "## Scope checks and confident findings"
+# Each check on its own, in the order core.scope.assess asks them.
+SCOPE_CHECKS = ("headers", "blank image", "plane from the pixels", "feature distance")
+
+
+def _check_verdicts(slice_, pre, ood_score: float | None, ood) -> dict[str, object]:
+    from brainmri_desktop.core.scope import UNDECIDED, header_verdict, image_verdict, model_verdict, plane_verdict
+
+    headers = header_verdict(slice_)
+    return {"headers": headers if headers.out_of_scope else None, "blank image": image_verdict(pre),
+            "plane from the pixels": plane_verdict(slice_) if headers.status is UNDECIDED else None,
+            "feature distance": model_verdict(ood_score, ood)}
+
+
+def hidden_findings(model: LoadedModel, samples: list[Sample]) -> dict[str, dict]:
+    """Per source, the tumour slices among `samples` at or over the model's threshold that each scope check, taken
+    alone, puts out of scope, and how many of them it would have hidden before issue 25 (every out-of-scope verdict
+    hid a slice) and hides now (`ScopeVerdict.may_hide_finding`: the feature distance only warns)."""
+    from brainmri_desktop.core.flag_rule import at_or_over
+    from brainmri_desktop.core.inference import TTAConfig
+    from brainmri_desktop.core.io.study import read_file
+    from brainmri_desktop.core.session import triage_chunks
+
+    tumour = []
+    for s in samples:
+        if s.label == 1:
+            try:
+                tumour.append((s.source, read_file(Path(s.path))[0]))
+            except (OSError, ValueError) as exc:  # the split was read before: a file gone since is said, not hidden
+                print(f"hidden findings: {s.path} skipped ({exc})")
+    threshold = model.manifest.threshold.threshold
+    out: dict[str, dict] = {}
+    tta = TTAConfig(count=model.manifest.default_tta, adaptive=False)
+    for chunk in triage_chunks(model, [slice_ for _s, slice_ in tumour], tta, scope=()):
+        for i, r in chunk.results.items():
+            source = tumour[i][0]
+            row = out.setdefault(source, {"tumour": 0, "over_threshold": 0,
+                                          **{c: {"out": 0, "hidden_before": 0, "hidden_after": 0} for c in SCOPE_CHECKS}})
+            row["tumour"] += 1
+            if not at_or_over(r.probability, threshold):
+                continue
+            row["over_threshold"] += 1
+            for check, verdict in _check_verdicts(tumour[i][1], chunk.inputs[i], r.ood_score, model.ood).items():
+                if verdict is not None and verdict.out_of_scope:
+                    row[check]["out"] += 1
+                    row[check]["hidden_before"] += 1
+                    row[check]["hidden_after"] += int(verdict.may_hide_finding)
+    return dict(sorted(out.items()))
+
+
+def hidden_lines(hidden: dict[str, dict]) -> str:
+    """The card's section: per source and check, the confident tumour slices hidden before and after."""
+    lines = [HIDDEN_TITLE,
+             "Validation tumour slices at or over the threshold that each scope check, taken alone, would hide "
+             "(keep from being flagged): before issue 25 every out-of-scope verdict hid a slice; now the model's "
+             "feature distance only warns ('unusual image: ...') and headers, a blank image and the plane read "
+             "from the pixels still hide. A check that fires on a confident tumour slice is worth reading about "
+             "in the limitations below.", "",
+             "| source | tumour slices | at or over the threshold | " + " | ".join(
+                 f"{c}: hidden before / after" for c in SCOPE_CHECKS) + " |",
+             "|---|---|---|" + "---|" * len(SCOPE_CHECKS)]
+    for source, row in hidden.items():
+        lines.append(f"| {source} | {row['tumour']} | {row['over_threshold']} | " + " | ".join(
+            f"{row[c]['hidden_before']} / {row[c]['hidden_after']}" for c in SCOPE_CHECKS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def with_card_section(card: str, title: str, section: str) -> str:
+    """The card with `section` (starting with its `title` line) before its known limitations, replacing an earlier
+    section of that title."""
+    start = card.find(title)
+    if start >= 0:
+        end = card.find("\n## ", start + 1)
+        card = card[:start] + card[end + 1:] if end >= 0 else card[:start]
+    at = card.find("## Known limitations")
+    return card[:at] + section + "\n" + card[at:] if at >= 0 else card + "\n" + section

@@ -178,9 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--views", type=int, required=True)
     p.set_defaults(func=cmd_choose_tta)
+    from .plane import add_plane_parser
     from .scope_fit import add_fit_scope_parser
 
     add_fit_scope_parser(sub)
+    add_plane_parser(sub)
     return parser
 
 

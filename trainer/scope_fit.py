@@ -24,6 +24,7 @@ from brainmri_desktop.core.packages import load_keras_model, read_package
 from brainmri_desktop.core.preprocess import Preprocessed
 from brainmri_desktop.core.scope import content_fraction, is_blank
 
+from .card import HIDDEN_TITLE, hidden_findings, hidden_lines, with_card_section
 from .config import TrainConfig
 from .data import Sample
 from .dataset import preprocess_sample
@@ -208,36 +209,40 @@ def package_parts(package: Path, manifest: Manifest, data_dir: Path | None = Non
             "test": pick(split.test)}
 
 
-def write_scope(package: Path, detector: OODDetector, metrics: dict, trained: dict, card_section: str) -> Manifest:
-    """Add the detector, the trained-on fields, the scope metrics and the card section to a package; every other file
-    stays as it is, and the manifest's sha256 list is written again. The package is replaced whole: the window may
-    be reading it, and must see the old package or the new one, never the new detector beside the old manifest."""
+def write_scope(package: Path, detector: OODDetector, metrics: dict, trained: dict, card_section: str,
+                hidden: dict | None = None) -> Manifest:
+    """Add the detector, the trained-on fields, the scope metrics and the card section to a package
+    (`rewrite_package`), with the hidden findings (`card.hidden_findings`) when measured."""
+    sections, measured = {SECTION_TITLE: card_section}, {"scope": metrics}
+    if hidden is not None:
+        sections[HIDDEN_TITLE], measured["hidden_findings"] = hidden_lines(hidden), hidden
+    return rewrite_package(package, {OOD_FILE: detector.to_bytes()}, sections, measured, ood_file=OOD_FILE,
+                           trained_on=trained)
+
+
+def rewrite_package(package: Path, files: dict[str, bytes], sections: dict[str, str], metrics: dict,
+                    **fields) -> Manifest:
+    """Replace or add `files`, the card's `sections` (by title), `metrics` and manifest `fields` of a package; every
+    other file stays as it is, and the manifest's sha256 list is written again. The package is replaced whole: the
+    window may be reading it, and must see the old package or the new one, never a new file beside the old manifest."""
     package = Path(package)
     manifest = read_package(package)
     contents = {p.name: p.read_bytes() for p in sorted(package.iterdir())
                 if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")}
-    contents[OOD_FILE] = detector.to_bytes()
+    contents.update(files)
     if "MODEL_CARD.md" in contents:
-        card = with_section(contents["MODEL_CARD.md"].decode("utf-8"), card_section)
+        card = contents["MODEL_CARD.md"].decode("utf-8")
+        for title, section in sections.items():
+            card = with_card_section(card, title, section)
         contents["MODEL_CARD.md"] = card.encode("utf-8")
     manifest = replace(manifest, files={name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
-                       ood_file=OOD_FILE, trained_on=trained, metrics={**manifest.metrics, "scope": metrics})
+                       metrics={**manifest.metrics, **metrics}, **fields)
     atomic_write_folder(package, {**contents, MANIFEST_NAME: manifest.to_json().encode("utf-8")})
     read_package(package)  # refuse to leave a package that does not verify
     return manifest
 
 
 SECTION_TITLE = "## Scope: what this model was trained on, and what it says out of scope"
-
-
-def with_section(card: str, section: str) -> str:
-    """The card with the scope section before its known limitations (replacing an earlier scope section)."""
-    start = card.find(SECTION_TITLE)
-    if start >= 0:
-        end = card.find("\n## ", start + 1)
-        card = card[:start] + card[end + 1:] if end >= 0 else card[:start]
-    at = card.find("## Known limitations")
-    return card[:at] + section + "\n" + card[at:] if at >= 0 else card + "\n" + section
 
 
 def run_parts(run_dir: Path) -> dict[str, list[Sample]]:
@@ -255,12 +260,24 @@ def add_scope(run_dir: Path, keras_model, manifest: Manifest, card: str,
     """For `export`: the manifest with the scope fields, the files to add to the package, and the card with its
     scope section."""
     cfg = TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    detector, metrics = fit(keras_model, manifest, run_parts(run_dir), per_source, cfg.seed)
+    parts = run_parts(run_dir)
+    detector, metrics = fit(keras_model, manifest, parts, per_source, cfg.seed)
     trained = trained_on(cfg)
     command = f"brainmri-train export {Path(run_dir).name} (detector fitted on at most {per_source} training " \
               "images per source)"
-    manifest = replace(manifest, ood_file=OOD_FILE, trained_on=trained, metrics={**manifest.metrics, "scope": metrics})
-    return manifest, {OOD_FILE: detector.to_bytes()}, with_section(card, card_section(trained, metrics, command))
+    hidden = hidden_findings(with_detector(keras_model, manifest, detector), parts["val"])
+    manifest = replace(manifest, ood_file=OOD_FILE, trained_on=trained,
+                       metrics={**manifest.metrics, "scope": metrics, "hidden_findings": hidden})
+    card = with_card_section(card, SECTION_TITLE, card_section(trained, metrics, command))
+    return manifest, {OOD_FILE: detector.to_bytes()}, with_card_section(card, HIDDEN_TITLE, hidden_lines(hidden))
+
+
+def with_detector(keras_model, manifest: Manifest, detector: OODDetector):
+    """The model as the session runs it, with this scope fit."""
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.packages import ModelEntry
+
+    return LoadedModel(ModelEntry(Path(manifest.id), "dir", manifest=manifest), manifest, keras_model, detector)
 
 
 def card_section(trained: dict, metrics: dict, command: str) -> str:
@@ -349,7 +366,22 @@ def fit_package(package: Path, data_dir: Path | None = None, per_source: int | N
     command += " --material <folder>" if material is not None else ""
     trained = trained_on(cfg)
     log(json.dumps(metrics, indent=1))
-    return write_scope(package, detector, metrics, trained, card_section(trained, metrics, command))
+    hidden = hidden_findings(with_detector(model, manifest, detector), parts["val"])
+    return write_scope(package, detector, metrics, trained, card_section(trained, metrics, command), hidden)
+
+
+def write_hidden_findings(package: Path, data_dir: Path | None = None, log=print) -> Manifest:
+    """`brainmri-train hidden-findings`: measure and write a package's hidden findings (its card section and
+    metrics.hidden_findings) with its own scope fit; its weights and scope fit stay as they are."""
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.packages import ModelEntry
+
+    package = Path(package)
+    manifest = read_package(package)
+    model = LoadedModel.load(ModelEntry(package, "dir", manifest=manifest))
+    hidden = hidden_findings(model, package_parts(package, manifest, data_dir)["val"])
+    log(json.dumps(hidden, indent=1))
+    return rewrite_package(package, {}, {HIDDEN_TITLE: hidden_lines(hidden)}, {"hidden_findings": hidden})
 
 
 def add_fit_scope_parser(sub) -> None:
@@ -364,6 +396,11 @@ def add_fit_scope_parser(sub) -> None:
     p.add_argument("--material", type=Path, help="out-of-scope material (python -m trainer.scope_material) to "
                                                   "measure the detection rate on, for the card")
     p.set_defaults(func=lambda args: _cmd(args))
+    p = sub.add_parser("hidden-findings", help="measure how many confident validation tumour slices each scope check "
+                                               "hides, into a package's card, without changing its weights or fit")
+    p.add_argument("package", type=Path)
+    p.add_argument("--data", type=Path, help="folder holding the package's data roots by their folder names")
+    p.set_defaults(func=lambda args: 0 if write_hidden_findings(args.package, args.data) else 1)
 
 
 def _cmd(args) -> int:

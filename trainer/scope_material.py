@@ -26,7 +26,7 @@ KINDS = ("lgg-sagittal", "lgg-coronal", "pydicom-mr", "other-modality", "pattern
 _OFFSETS = (-20, 0, 20)
 
 
-def _patient_volumes(lgg: Path) -> dict[str, np.ndarray]:
+def patient_volumes(lgg: Path) -> dict[str, np.ndarray]:
     """{patient: (slices, H, W) uint8}, slices in their numbered order."""
     out = {}
     for folder in sorted(p for p in lgg.iterdir() if p.is_dir()):
@@ -38,15 +38,15 @@ def _patient_volumes(lgg: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def reslice(volume: np.ndarray, plane: str) -> list[np.ndarray]:
-    """Sagittal or coronal cuts through the head's centre and either side of it, head up, as square 8-bit images (the
+def reslice(volume: np.ndarray, plane: str, offsets: tuple[int, ...] = _OFFSETS) -> list[np.ndarray]:
+    """Sagittal or coronal cuts `offsets` pixels from the head's centre, head up, as square 8-bit images (the
     through-plane axis stretched to the in-plane size: the slices' spacing is not recorded)."""
     axis = 2 if plane == "sagittal" else 1
     profile = volume.astype(np.float32).mean(axis=(0, 3 - axis))
     centre = int(round(np.average(np.arange(profile.size), weights=profile + 1e-6)))
     size = volume.shape[1]
     cuts = []
-    for offset in _OFFSETS:
+    for offset in offsets:
         k = int(np.clip(centre + offset, 0, volume.shape[axis] - 1))
         cut = volume[:, :, k] if axis == 2 else volume[:, k, :]
         cuts.append(cv2.resize(np.flipud(cut), (size, size), interpolation=cv2.INTER_LINEAR))
@@ -119,7 +119,7 @@ def build(out: Path, lgg: Path | None, blank_examples: tuple[Path, ...] = (), se
         shutil.rmtree(out / kind, ignore_errors=True)
         (out / kind).mkdir(parents=True)
     if lgg is not None:
-        for patient, volume in _patient_volumes(Path(lgg)).items():
+        for patient, volume in patient_volumes(Path(lgg)).items():
             for plane in ("sagittal", "coronal"):
                 for i, cut in enumerate(reslice(volume, plane)):
                     cv2.imwrite(str(out / f"lgg-{plane}" / f"{patient}__{plane}{i}.png"), cut)

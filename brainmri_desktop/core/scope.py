@@ -7,29 +7,71 @@ keeps them but never flags them unless the reader asks.
 Three sources of evidence, strongest first:
 1. the slice's DICOM headers (`Slice.acquisition`, `Slice.series`): `header_verdict`. What they cannot tell (no
    orientation, a PNG or JPEG) stays undecided, never out;
-2. the image itself: a blank or near-empty slice has no head to read (`Preprocessed.head_fraction`);
+2. the image itself: a blank or near-empty slice has no head to read (`Preprocessed.head_fraction`), and where the
+   headers do not give the orientation, the plane read from the pixels (core/plane.py) puts a sagittal or coronal
+   picture out as its header would;
 3. the model's own features: an out-of-distribution score (core/ood.py) above the threshold fitted at export.
 
-How the session uses it: `LoadedModel.load` reads the package's fit (`load_ood`); the identity pass of `predict`
-returns each slice's score with its logit from one forward pass (`SliceResult.ood_score`); `triage_chunks` asks
-`rule_check` (headers, then the image) and then `model_reason` (the score against the fit), and keeps the first
-reason as the slice's verdict. A verdict gates `flagged` unless the reader asks for out-of-scope slices; its text is
-the CSV column `out_of_scope` and what the window shows. `series_verdict` sums a series' slice verdicts up for the
-study browser. `assess` gives the full verdict (IN, OUT or UNDECIDED, with the evidence) for one slice.
+Every verdict is a `ScopeVerdict`: its `Status`, its `Kind` (what sort of image, the words a series summary counts
+by), the reason in a reader's words and the `Evidence` that decided. `assess` is the one place the checks are
+combined, in that order: the session (`triage_chunks`), the trainer's scope measurements and the tests call it. Header
+and image evidence may hide a slice; the model's features may not hide one at or over the threshold (they read what
+the model detects with), which `ScopeVerdict.may_hide_finding` says and `core.session.decide` obeys. The verdict's
+reason is the CSV column `out_of_scope` and what the window shows; `series_verdict` sums a series' slice verdicts up
+by their kind for the study browser.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .io.slices import Acquisition, SeriesInfo, Slice
 from .preprocess import Preprocessed, has_head
 
-IN, OUT, UNDECIDED = "in", "out", "undecided"
+
+class Status(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+    UNDECIDED = "undecided"  # nothing could tell: treated as in scope, and said so
+
+
+IN, OUT, UNDECIDED = Status.IN, Status.OUT, Status.UNDECIDED
+
+
+class Evidence(enum.StrEnum):
+    HEADERS = "headers"
+    IMAGE = "image"  # the pixels: a blank image, or the plane read from them
+    MODEL = "model"  # the model's own features (its out-of-distribution score)
+    SERIES = "series"  # a summary of a series' slice verdicts
+    NONE = ""
+
+
+class Kind(enum.StrEnum):
+    """What sort of image a verdict is about, in the words a series summary names it by."""
+
+    AXIAL = "an axial slice"
+    SAGITTAL = "a sagittal slice"
+    CORONAL = "a coronal slice"
+    OBLIQUE = "a steeply oblique slice"
+    OTHER_MODALITY = "another modality"
+    LOCALISER = "a localiser (scout) image"
+    DIFFUSION = "a diffusion image"
+    ECHO_PLANAR = "an echo-planar, fMRI or perfusion image"
+    PERFUSION = "a perfusion image"
+    REFORMAT = "a reformat or projection"
+    SECONDARY = "a secondary image or capture"
+    DERIVED = "a derived image"
+    BLANK = "no head found (blank or near-empty image)"
+    UNLIKE_TRAINING = "unlike the training images"
+    LIKE_TRAINING = "like the training images"
+    UNKNOWN = "orientation not known"
+    SERIES = "a series"
+
 
 # Radiographers tilt axial brain series along the AC-PC or orbitomeatal line, typically 10-25 degrees off the true
 # axial plane, and a flexed head adds a few more: the training slices are axial in that sense. At 45 degrees a plane
@@ -48,28 +90,41 @@ _REFORMAT_TYPES = {"REFORMATTED", "MPR", "MIP", "MINIP", "MNIP", "PROJECTION IMA
 # Series description words, matched as whole words of the lower-cased description (split on anything that is not a
 # letter or digit): "diff" in "ep2d_diff" but never inside another word such as "different".
 _DESCRIPTION_WORDS = (
-    ({"localizer", "localiser", "scout", "survey", "loc", "3plane", "aahead"}, "a localiser (scout) image"),
-    ({"dwi", "adc", "diff", "diffusion", "dti", "trace", "tracew", "tensor"}, "a diffusion image"),
-    ({"bold", "fmri", "resting", "rsfmri", "ep2d", "epi"}, "an echo-planar (fMRI or diffusion) image"),
-    ({"perf", "perfusion", "dsc", "dce", "asl", "pcasl", "pwi", "cbf", "cbv", "rcbv"}, "a perfusion image"),
-    ({"mip", "minip", "mpr", "reformat", "reformatted"}, "a reformat or projection (MPR/MIP)"),
+    ({"localizer", "localiser", "scout", "survey", "loc", "3plane", "aahead"}, "LOCALISER", "a localiser (scout) image"),
+    ({"dwi", "adc", "diff", "diffusion", "dti", "trace", "tracew", "tensor"}, "DIFFUSION", "a diffusion image"),
+    ({"bold", "fmri", "resting", "rsfmri", "ep2d", "epi"}, "ECHO_PLANAR", "an echo-planar (fMRI or diffusion) image"),
+    ({"perf", "perfusion", "dsc", "dce", "asl", "pcasl", "pwi", "cbf", "cbv", "rcbv"}, "PERFUSION", "a perfusion image"),
+    ({"mip", "minip", "mpr", "reformat", "reformatted"}, "REFORMAT", "a reformat or projection (MPR/MIP)"),
 )
 
 
 @dataclass(frozen=True)
 class ScopeVerdict:
-    """Whether a slice lies inside the model's intended use. `reason` says why, in words a reader understands;
-    `evidence` names what decided: "headers", "image", "model", "series" (a summary of its slices' verdicts) or ""
-    (nothing could tell)."""
+    """Whether a slice lies inside the model's intended use: `kind` says what it is, `reason` says why in words a
+    reader understands (with the slice's own detail: degrees, a distance), `evidence` what decided."""
 
-    status: str  # IN, OUT or UNDECIDED
+    status: Status
+    kind: Kind
     reason: str = ""
-    evidence: str = ""
+    evidence: Evidence = Evidence.NONE
     ood_score: float | None = None
 
     @property
     def out_of_scope(self) -> bool:
-        return self.status == OUT
+        return self.status is OUT
+
+    @property
+    def may_hide_finding(self) -> bool:
+        """Whether this verdict may keep a slice at or over the threshold from being flagged: header and image
+        evidence may, the model's features may not (an obvious lesion is itself unlike the training images)."""
+        return self.out_of_scope and self.evidence is not Evidence.MODEL
+
+
+ScopeCheck = Callable[[object, Preprocessed], "ScopeVerdict | None"]  # an item and its model input -> OUT or None
+
+
+def _out(kind: Kind, reason: str, evidence: Evidence = Evidence.HEADERS) -> ScopeVerdict:
+    return ScopeVerdict(OUT, kind, reason, evidence)
 
 
 def _tokens(text: str) -> set[str]:
@@ -99,48 +154,47 @@ def _orientation_rule(acq: Acquisition) -> ScopeVerdict | None:
         return None
     tilt, plane = found
     if tilt <= AXIAL_TOLERANCE_DEG:
-        return ScopeVerdict(IN, f"axial ({tilt:.0f} degrees from the axial plane)", "headers")
-    what = f"a {plane} slice" if plane != "axial" else "a steeply oblique slice"
-    return ScopeVerdict(OUT, f"{what} ({tilt:.0f} degrees from axial); the model was trained on axial slices",
-                        "headers")
+        return ScopeVerdict(IN, Kind.AXIAL, f"axial ({tilt:.0f} degrees from the axial plane)", Evidence.HEADERS)
+    kind = {"sagittal": Kind.SAGITTAL, "coronal": Kind.CORONAL}.get(plane, Kind.OBLIQUE)
+    return _out(kind, f"{kind} ({tilt:.0f} degrees from axial); the model was trained on axial slices")
 
 
-def _type_rule(acq: Acquisition) -> str | None:
+def _type_rule(acq: Acquisition) -> ScopeVerdict | None:
     types = {t.strip().upper() for t in acq.image_type}
     if "LOCALIZER" in types:
-        return "a localiser (scout) image"
+        return _out(Kind.LOCALISER, "a localiser (scout) image")
     if types & _DIFFUSION_TYPES:
-        return f"a diffusion image ({'/'.join(sorted(types & _DIFFUSION_TYPES))})"
+        return _out(Kind.DIFFUSION, f"a diffusion image ({'/'.join(sorted(types & _DIFFUSION_TYPES))})")
     if types & _EPI_TYPES:
-        return f"an EPI, fMRI or perfusion image ({'/'.join(sorted(types & _EPI_TYPES))})"
+        return _out(Kind.ECHO_PLANAR, f"an EPI, fMRI or perfusion image ({'/'.join(sorted(types & _EPI_TYPES))})")
     if types & _REFORMAT_TYPES:
-        return f"a reformat or projection ({'/'.join(sorted(types & _REFORMAT_TYPES))})"
+        return _out(Kind.REFORMAT, f"a reformat or projection ({'/'.join(sorted(types & _REFORMAT_TYPES))})")
     values = [t.strip().upper() for t in acq.image_type]
     if len(values) > 1 and values[1] == "SECONDARY":
-        return "a secondary image (a capture or a copy, not the scanner's own slice)"
+        return _out(Kind.SECONDARY, "a secondary image (a capture or a copy, not the scanner's own slice)")
     if values and values[0] == "DERIVED":
-        return "a derived image (computed from other images: a map, a subtraction or a reformat)"
+        return _out(Kind.DERIVED, "a derived image (computed from other images: a map, a subtraction or a reformat)")
     return None
 
 
-def _sequence_rule(acq: Acquisition) -> str | None:
+def _sequence_rule(acq: Acquisition) -> ScopeVerdict | None:
     if acq.b_value is not None and acq.b_value > 0:
-        return f"a diffusion-weighted image (b = {acq.b_value:g} s/mm2)"
+        return _out(Kind.DIFFUSION, f"a diffusion-weighted image (b = {acq.b_value:g} s/mm2)")
     if "EP" in {s.strip().upper() for s in acq.scanning_sequence}:
-        return "an echo-planar acquisition (diffusion, fMRI or perfusion)"
+        return _out(Kind.ECHO_PLANAR, "an echo-planar acquisition (diffusion, fMRI or perfusion)")
     name = acq.sequence_name.strip().lower()
     if re.match(r"^\*?ep_b\d", name) or "diff" in name:
-        return "a diffusion image (sequence " + acq.sequence_name.strip() + ")"
+        return _out(Kind.DIFFUSION, "a diffusion image (sequence " + acq.sequence_name.strip() + ")")
     if acq.sop_class_uid.startswith(_SECONDARY_CAPTURE):
-        return "a secondary capture (a screenshot or a copy, not the scanner's own slice)"
+        return _out(Kind.SECONDARY, "a secondary capture (a screenshot or a copy, not the scanner's own slice)")
     return None
 
 
-def _description_rule(series: SeriesInfo) -> str | None:
+def _description_rule(series: SeriesInfo) -> ScopeVerdict | None:
     words = _tokens(series.description)
-    for vocabulary, what in _DESCRIPTION_WORDS:
+    for vocabulary, kind, what in _DESCRIPTION_WORDS:
         if words & vocabulary:
-            return f"{what} (series '{series.description.strip()}')"
+            return _out(Kind[kind], f"{what} (series '{series.description.strip()}')")
     return None
 
 
@@ -150,17 +204,17 @@ def header_verdict(slice_: Slice) -> ScopeVerdict:
     series description, so BIDS suffixes such as `_dwi` and `_bold` count."""
     series, acq = slice_.series, slice_.acquisition
     if acq is None:  # a PNG or JPEG: its "series" is only the folder it lies in, which says nothing
-        return ScopeVerdict(UNDECIDED, "", "")
+        return ScopeVerdict(UNDECIDED, Kind.UNKNOWN)
     modality = (series.modality if series else "").strip().upper()
     if modality and modality != "MR":
-        return ScopeVerdict(OUT, f"a {modality} image; the model reads MR slices", "headers")
-    for reason in (_type_rule(acq), _sequence_rule(acq), _description_rule(series) if series else None):
-        if reason:
-            return ScopeVerdict(OUT, reason, "headers")
+        return _out(Kind.OTHER_MODALITY, f"a {modality} image; the model reads MR slices")
+    for verdict in (_type_rule(acq), _sequence_rule(acq), _description_rule(series) if series else None):
+        if verdict is not None:
+            return verdict
     orientation = _orientation_rule(acq)
     if orientation is not None:
         return orientation
-    return ScopeVerdict(UNDECIDED, "the headers do not give the slice orientation", "")
+    return ScopeVerdict(UNDECIDED, Kind.UNKNOWN, "the headers do not give the slice orientation")
 
 
 def content_fraction(preprocessed: Preprocessed) -> float:
@@ -175,56 +229,80 @@ def is_blank(head_fraction: float, content: float) -> bool:
 def image_verdict(preprocessed: Preprocessed) -> ScopeVerdict | None:
     """OUT for a blank or near-empty slice: nothing that looks like a head."""
     if is_blank(preprocessed.head_fraction, content_fraction(preprocessed)):
-        return ScopeVerdict(OUT, "no head found in this slice (blank or near-empty image)", "image")
+        return _out(Kind.BLANK, "no head found in this slice (blank or near-empty image)", Evidence.IMAGE)
     return None
 
 
-def model_reason(ood_score: float | None, ood) -> str | None:
-    """Why the model's own features put a slice out of scope (its out-of-distribution score over the fitted
-    threshold of `ood`), or None: in range, or no score or no fit to judge by."""
-    if ood is None or ood_score is None or not ood_score > ood.threshold:
+def plane_verdict(slice_: Slice) -> ScopeVerdict | None:
+    """OUT for a slice whose pixels read as sagittal or coronal (core/plane.py), for slices whose headers do not give
+    the orientation: the verdict a header would give, with the evidence and the classifier's confidence."""
+    from .plane import bundled_classifier, plane_input
+
+    plane, p = bundled_classifier().plane(plane_input(slice_.values(), slice_.window))
+    if plane == "axial":
         return None
-    return (f"unlike the images this model was trained on (its feature distance {ood_score:.1f} exceeds "
-            f"{ood.threshold:.1f})")
+    kind = Kind.SAGITTAL if plane == "sagittal" else Kind.CORONAL
+    return _out(kind, f"{kind}, read from its pixels (no header gives the orientation; plane classifier "
+                      f"{p:.2f}); the model was trained on axial slices", Evidence.IMAGE)
 
 
-def assess(slice_: Slice, preprocessed: Preprocessed, ood_score: float | None, ood=None) -> ScopeVerdict:
-    """The slice's verdict: headers first, then the image, then the model's out-of-distribution score against the
-    fitted threshold of `ood` (core/ood.py OODDetector; None when the package has no fit). IN needs a positive word
-    from the headers or from the model; otherwise the slice stays UNDECIDED (treated as in scope, said so)."""
-    headers = header_verdict(slice_)
+def rule_check(item, preprocessed: Preprocessed) -> ScopeVerdict | None:
+    """The header and image rules (the session's default ScopeCheck): the headers, then a blank image, then, where
+    the headers cannot tell the orientation, the plane from the pixels; OUT with the first that objects, or None.
+    An item that is not a Slice (a trainer's sample) has only its model input to judge by."""
+    if not isinstance(item, Slice):
+        return image_verdict(preprocessed)
+    headers = header_verdict(item)
     if headers.out_of_scope:
-        return ScopeVerdict(OUT, headers.reason, "headers", ood_score)
+        return headers
     blank = image_verdict(preprocessed)
     if blank is not None:
-        return ScopeVerdict(OUT, blank.reason, "image", ood_score)
+        return blank
+    return plane_verdict(item) if headers.status is UNDECIDED else None
+
+
+def model_verdict(ood_score: float | None, ood) -> ScopeVerdict | None:
+    """OUT when the model's own features are unlike its training images (its out-of-distribution score over the
+    fitted threshold of `ood`), or None: in range, or no score or no fit to judge by."""
+    if ood is None or ood_score is None or not ood_score > ood.threshold:
+        return None
+    return ScopeVerdict(OUT, Kind.UNLIKE_TRAINING,
+                        f"unlike the images this model was trained on (its feature distance {ood_score:.1f} exceeds "
+                        f"{ood.threshold:.1f})", Evidence.MODEL, ood_score)
+
+
+def assess(item, preprocessed: Preprocessed, ood_score: float | None = None, ood=None,
+           checks: Sequence[ScopeCheck] = (rule_check,)) -> ScopeVerdict:
+    """The slice's verdict, the one place the checks are combined: `checks` in order (by default the headers, then
+    the image), then the model's out-of-distribution score against the fitted threshold of `ood` (core/ood.py
+    OODDetector; None when the package has no fit). IN needs a positive word from the headers or from the model;
+    otherwise the slice stays UNDECIDED (treated as in scope, said so)."""
+    for check in checks:
+        verdict = check(item, preprocessed)
+        if verdict is not None and verdict.out_of_scope:
+            return verdict
+    unlike = model_verdict(ood_score, ood)
+    if unlike is not None:
+        return unlike
+    headers = header_verdict(item) if isinstance(item, Slice) else ScopeVerdict(UNDECIDED, Kind.UNKNOWN)
     if ood is not None and ood_score is not None:
-        unlike = model_reason(ood_score, ood)
-        if unlike:
-            return ScopeVerdict(OUT, unlike, "model", ood_score)
-        return ScopeVerdict(IN, headers.reason or "like the images this model was trained on", "model", ood_score)
-    return ScopeVerdict(headers.status, headers.reason, headers.evidence, ood_score)
+        return ScopeVerdict(IN, headers.kind if headers.status is IN else Kind.LIKE_TRAINING,
+                            headers.reason or "like the images this model was trained on", Evidence.MODEL, ood_score)
+    return headers
 
 
-def rule_check(item, preprocessed: Preprocessed) -> str | None:
-    """The header and blank-image rules in the session's scope-check form (core.session ScopeCheck): the reason a
-    slice is out of scope, or None. The model's score needs the forward pass's features: see `assess`."""
-    verdict = assess(item, preprocessed, None, None) if isinstance(item, Slice) else image_verdict(preprocessed)
-    return verdict.reason if verdict is not None and verdict.out_of_scope else None
-
-
-def series_verdict(verdicts: Iterable[str | None], most: float = 0.5) -> ScopeVerdict | None:
-    """One verdict for a series from its slices' verdicts (a reason, or None for a slice in scope; the session's
-    `verdicts`): OUT when at least `most` of its slices are out, named by their commonest kind of reason, e.g. "a
-    sagittal slice (170 of 170 slices)"; else IN, saying how many slices are out. None before any slice is judged.
-    Kinds are the reasons without their parenthesised detail, which varies slice by slice (degrees, distances)."""
+def series_verdict(verdicts: Iterable[ScopeVerdict | None], most: float = 0.5) -> ScopeVerdict | None:
+    """One verdict for a series from its slices' verdicts (None, or an IN verdict, for a slice in scope; the
+    session's `verdicts`): OUT when at least `most` of its slices are out, named by their commonest kind, e.g. "a
+    sagittal slice (170 of 170 slices)"; else IN, saying how many slices are out. None before any slice is judged."""
     verdicts = list(verdicts)
     if not verdicts:
         return None
-    kinds = Counter(reason.split(" (")[0] for reason in verdicts if reason)
+    kinds = Counter(v.kind for v in verdicts if v is not None and v.out_of_scope)
     out, n = sum(kinds.values()), len(verdicts)
     if out and out >= most * n:
         kind, count = kinds.most_common(1)[0]
         others = f"; {out - count} for other reasons" if count < out else ""
-        return ScopeVerdict(OUT, f"{kind} ({count} of {n} slices{others})", "series")
-    return ScopeVerdict(IN, f"{out} of {n} slices out of scope" if out else f"all {n} slices in scope", "series")
+        return ScopeVerdict(OUT, kind, f"{kind} ({count} of {n} slices{others})", Evidence.SERIES)
+    return ScopeVerdict(IN, Kind.SERIES, f"{out} of {n} slices out of scope" if out else f"all {n} slices in scope",
+                        Evidence.SERIES)

@@ -11,17 +11,17 @@ The one triage path
 Decisions
     A `SliceResult` is what the model said; whether a slice is flagged is decided here only, by `decide()`, from the
     session's `OperatingPoint` choice (`Threshold.DEFAULT`: the manifest's Youden's J point, or
-    `Threshold.HIGH_SENSITIVITY`) and the slice's scope verdict. A verdict is a reason string (or None when the slice
-    is in scope); a slice with a verdict keeps its probability but is neither flagged nor sent for a second look
-    unless `include_out_of_scope` is set. The checks are functions `(item, Preprocessed) -> str | None`, given to
+    `Threshold.HIGH_SENSITIVITY`) and the slice's scope verdict, a core.scope `ScopeVerdict` (None when the slice is
+    in scope). The checks are core.scope `ScopeCheck`s, `(item, Preprocessed) -> ScopeVerdict | None`, given to
     `triage_chunks(scope=...)` or to `Session(scope=...)`; the default is core.scope's `rule_check` (DICOM headers,
-    then a blank or near-empty image). After them, when the package has a scope fit, the model's own
-    out-of-distribution score, computed in the same forward pass as the identity logit (`SliceResult.ood_score`),
-    is judged against the fit's threshold (core.scope `model_reason`), kept apart as `unusual`: that score reads the
-    features the model detects with, and an obvious lesion is unlike the training images because of the lesion (on
-    an external set it put six tumour slices at p 0.997-0.999 out of scope). So it never hides a slice at or over the
-    threshold: such a slice stays flagged with the reason as a warning ("unusual image: ..."); below the threshold
-    it is out of scope like the rules' verdicts.
+    a blank or near-empty image, the plane read from the pixels where no header gives it). core.scope `assess`
+    combines them with the model's own out-of-distribution score (when the package has a scope fit), computed in the
+    same forward pass as the identity logit (`SliceResult.ood_score`). A slice out of scope keeps its probability
+    but is neither flagged nor sent for a second look unless `include_out_of_scope` is set, except that a verdict
+    from the model's features never hides a slice at or over the threshold (`ScopeVerdict.may_hide_finding`): that
+    score reads the features the model detects with, and an obvious lesion is unlike the training images because
+    of the lesion (on an external set it put six tumour slices at p 0.997-0.999 out of scope). Such a slice stays
+    flagged with the reason as a warning ("unusual image: ..."); below the threshold it is out of scope.
 
 Grad-CAM
     Maps are cached per (slice, view): `SLICE_VIEW` on the slice's own grid, `INPUT_VIEW` on the model input ("what
@@ -54,9 +54,8 @@ from .io.slices import Slice
 from .manifest import Manifest, OperatingPoint
 from .preprocess import Preprocessed, preprocess_slice
 from .review import Mark, Reviews
-from .scope import model_reason, rule_check
+from .scope import ScopeCheck, ScopeVerdict, assess, rule_check
 
-ScopeCheck = Callable[[object, Preprocessed], "str | None"]
 SLICE_VIEW, INPUT_VIEW = "slice", "input"
 
 DEFAULT_SCOPE: tuple[ScopeCheck, ...] = (rule_check,)
@@ -119,18 +118,18 @@ class Decision:
     warning: str | None = None  # flagged although its features are unlike the training images (never hidden for it)
 
 
-def decide(result: SliceResult, point: OperatingPoint, verdict: str | None = None,
-           include_out_of_scope: bool = False, unusual: str | None = None) -> Decision:
-    """The one rule that turns a probability into a triage decision. `verdict`: a rule's (headers, a blank image);
-    `unusual`: the model's feature distance, which never hides a slice at or over the threshold."""
+def decide(result: SliceResult, point: OperatingPoint, verdict: ScopeVerdict | None = None,
+           include_out_of_scope: bool = False) -> Decision:
+    """The one rule that turns a probability into a triage decision, given the slice's scope verdict."""
     t = point.threshold
     over = bool(at_or_over(result.probability, t))
-    if verdict is None and unusual is not None:
-        if over:
-            return Decision(True, result.p_low < t <= result.p_high, None, f"unusual image: {unusual}")
-        verdict = unusual
-    counts = verdict is None or include_out_of_scope
-    return Decision(counts and over, counts and result.p_low < t <= result.p_high, verdict)
+    second_look = result.p_low < t <= result.p_high
+    if verdict is None or not verdict.out_of_scope:
+        return Decision(over, second_look)
+    if over and not verdict.may_hide_finding:
+        return Decision(True, second_look, None, f"unusual image: {verdict.reason}")
+    counts = include_out_of_scope
+    return Decision(counts and over, counts and second_look, verdict.reason)
 
 
 @dataclass
@@ -141,8 +140,7 @@ class TriageChunk:
     stop: int
     inputs: dict[int, Preprocessed] = field(default_factory=dict)
     results: dict[int, SliceResult] = field(default_factory=dict)
-    verdicts: dict[int, str | None] = field(default_factory=dict)  # the rules' (headers, a blank image)
-    unusual: dict[int, str] = field(default_factory=dict)  # the model's feature distance, where no rule spoke
+    verdicts: dict[int, ScopeVerdict | None] = field(default_factory=dict)  # None: in scope
     cams: dict[int, np.ndarray] = field(default_factory=dict)  # slice-grid maps of the items asked for
     errors: dict[int, str] = field(default_factory=dict)  # items that could not be prepared, with the reason
 
@@ -173,10 +171,8 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
         for k, r in enumerate(predict(model, [out.inputs[i] for i in order], tta, point)):
             i = order[k]
             out.results[i] = replace(r, index=i)
-            out.verdicts[i] = next((v for check in scope if (v := check(items[i], out.inputs[i])) is not None),
-                                   None)
-            if out.verdicts[i] is None and (unlike := model_reason(r.ood_score, model.ood)):
-                out.unusual[i] = unlike
+            verdict = assess(items[i], out.inputs[i], r.ood_score, model.ood, scope)
+            out.verdicts[i] = verdict if verdict.out_of_scope else None
         wanted = [i for i in order if explain is not None and explain(i, items[i])]
         out.cams = dict(zip(wanted, gradcam.slice_maps([out.inputs[i] for i in wanted]))) if wanted else {}
         yield out
@@ -197,8 +193,7 @@ class Session:
         self._manifest: Manifest | None = None
         self.inputs: dict[int, Preprocessed] = {}
         self.results: dict[int, SliceResult] = {}
-        self.verdicts: dict[int, str | None] = {}
-        self.unusual: dict[int, str] = {}
+        self.verdicts: dict[int, ScopeVerdict | None] = {}
         self.errors: dict[int, str] = {}
         self.cams: dict[tuple[int, str], np.ndarray] = {}
         self.current = 0 if self.slices else -1  # the slice shown, kept per series for the study browser
@@ -242,7 +237,7 @@ class Session:
         """Forgets the results, inputs and maps of a previous model; the marks and the view stay."""
         forgotten = set(self.results) | set(self.errors)
         self._manifest = manifest
-        self.inputs, self.results, self.verdicts, self.unusual, self.errors, self.cams = {}, {}, {}, {}, {}, {}
+        self.inputs, self.results, self.verdicts, self.errors, self.cams = {}, {}, {}, {}, {}
         self.changed.emit(forgotten)  # not every row: a 2,000-row refresh stalls a window while the model loads
 
     def triage(self, model: LoadedModel, tta: TTAConfig | None = None, chunk: int = 32,
@@ -254,7 +249,6 @@ class Session:
         self.inputs.update(chunk.inputs)
         self.results.update(chunk.results)
         self.verdicts.update(chunk.verdicts)
-        self.unusual.update(chunk.unusual)
         self.errors.update(chunk.errors)
         self.cams.update({(i, SLICE_VIEW): m for i, m in chunk.cams.items()})
         self.changed.emit(set(chunk.results) | set(chunk.errors))
@@ -281,12 +275,7 @@ class Session:
         r = self.results.get(index)
         if r is None or self.manifest is None:
             return None
-        return decide(r, self.point, self.verdicts.get(index), self.include_out_of_scope, self.unusual.get(index))
-
-    def scope_reasons(self) -> dict[int, str | None]:
-        """Each triaged slice's reason to doubt it fits the model (a rule's verdict, else its feature distance), for
-        summaries that count them; whether a reason hides a slice is `decision`'s to say."""
-        return {i: self.verdicts.get(i) or self.unusual.get(i) for i in self.results}
+        return decide(r, self.point, self.verdicts.get(index), self.include_out_of_scope)
 
     def decisions(self) -> dict[int, Decision]:
         return {i: self.decision(i) for i in sorted(self.results)}

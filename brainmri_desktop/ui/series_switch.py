@@ -63,5 +63,5 @@ class SeriesSwitch:
         self.w.status_area.start(f"Running {model}{where}...")
 
     def _show_scope(self, session: Session) -> None:
-        if (verdict := series_verdict(session.scope_reasons().values())) and (uid := self.w.study.key_of(session)):
+        if (verdict := series_verdict(session.verdicts.values())) and (uid := self.w.study.key_of(session)):
             self.w.browser.set_scope({uid: verdict})

@@ -61,7 +61,8 @@ class SliceTableModel(QAbstractTableModel):
             d = self._session.decision(row)
             if d is not None and d.warning and role == Qt.ToolTipRole:
                 return f"Flagged; {d.warning}."
-            reason = d.out_of_scope if d is not None else self._session.verdicts.get(row)
+            verdict = self._session.verdicts.get(row)
+            reason = d.out_of_scope if d is not None else (verdict.reason if verdict else None)
             if reason is None:
                 return None
             if role == Qt.ForegroundRole:
