@@ -349,7 +349,8 @@ def test_series_verdict_counts_slices_by_their_kind_whatever_the_words(tmp_path)
 
     by_header = header_verdict(_first(tmp_path, ImageOrientationPatient=[0.0, 1.0, 0.0, 0.0, 0.0, -1.0]))
     by_pixels = ScopeVerdict(OUT, Kind.SAGITTAL, "a sagittal slice, read from its pixels (no header gives the "
-                             "orientation; plane classifier 0.97); the model was trained on axial slices", Evidence.IMAGE)
+                             "orientation; plane classifier 0.97); the model was trained on axial slices",
+                             Evidence.IMAGE)
     assert by_header.kind is by_pixels.kind and by_header.reason.split(" (")[0] != by_pixels.reason.split(" (")[0]
     blank = image_verdict(preprocess_values(np.zeros((32, 32)), None, PreprocessSpec(input_size=32)))
     verdict = series_verdict([by_header] * 4 + [by_pixels] * 4 + [blank, None])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,7 @@ from brainmri_desktop.core.io.study import read_file
 from brainmri_desktop.core.plane import INPUT_SPEC, PLANES, PlaneClassifier, plane_file
 from brainmri_desktop.core.preprocess import has_head, preprocess_values
 
-from .scope_material import _OFFSETS, patient_volumes, reslice
+from .scope_material import OFFSETS, patient_volumes, reslice
 
 MAX_AXIAL_OUT = 0.01  # share of the axial validation slices allowed under the threshold
 DENSE_OFFSETS = tuple(range(-48, 49, 8))
@@ -77,7 +78,8 @@ def _axial(samples, rng: np.random.Generator | None) -> tuple[np.ndarray, np.nda
     return np.stack(images), np.array(sources)
 
 
-def _resliced(volumes: dict[str, np.ndarray], patients: set[str], offsets, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
+def _resliced(volumes: dict[str, np.ndarray], patients: set[str], offsets,
+              mirror: bool) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, plane index) of the patients' sagittal and coronal cuts."""
     images, labels = [], []
     for patient in sorted(patients & set(volumes)):
@@ -106,8 +108,9 @@ def _shares(clf: PlaneClassifier, axial, axial_sources, cuts, cut_labels, bar_cu
                               for s in sorted(set(axial_sources))}}
     for name, x, y in (("every_8_px", cuts, cut_labels), ("scope_material_cuts", bar_cuts, bar_labels)):
         caught = ~inside(x) if len(x) else np.zeros(0, bool)
-        out[f"out_of_scope_{name}"] = {PLANES[k]: {"n": int((y == k).sum()), "share": round(float(caught[y == k].mean()), 4)}
-                                       for k in (1, 2) if (y == k).any()}
+        out[f"out_of_scope_{name}"] = {
+            PLANES[k]: {"n": int((y == k).sum()), "share": round(float(caught[y == k].mean()), 4)}
+            for k in (1, 2) if (y == k).any()}
     return out
 
 
@@ -155,13 +158,16 @@ def _pseudo_labelled(clf: PlaneClassifier, x: np.ndarray) -> tuple[np.ndarray, n
 
 def train(run_dir: Path, lgg: Path, out: Path, to: Path | None = None, per_source: int = 2000, seed: int = 0,
           log=print) -> dict:
+    """Fit on the run's training part, set the threshold on validation, measure validation and test; the report,
+    with the weights written to `out` (and to `to`, the bundled file, when given)."""
     from .scope_fit import fixed_subset, run_parts
 
     started = time.time()
     rng = np.random.default_rng(seed)
     parts = run_parts(run_dir)
     volumes = patient_volumes(lgg)
-    patients = {part: {s.patient for s in samples if s.source == lgg.name and s.patient} for part, samples in parts.items()}
+    patients = {part: {s.patient for s in samples if s.source == lgg.name and s.patient}
+                for part, samples in parts.items()}
     log(f"plane: {len(volumes)} LGG volumes; patients train/val/test "
         f"{len(patients['train'])}/{len(patients['val'])}/{len(patients['test'])}")
     pure = fixed_subset([s for s in parts["train"] if s.source not in MIXED_PLANES], per_source, seed)
@@ -177,18 +183,19 @@ def train(run_dir: Path, lgg: Path, out: Path, to: Path | None = None, per_sourc
         counts = {PLANES[k]: int((y_sure == k).sum()) for k in range(len(PLANES))}
         log(f"plane: round {round_} adds {counts} of {len(x_mixed)} slices of {sorted(MIXED_PLANES)}")
         clf = _fit(np.concatenate([x, x_sure]), np.concatenate([y, y_sure]), seed)
-    report = {"filters": list(FILTERS), "epochs": EPOCHS, "train": {PLANES[k]: int((y == k).sum()) for k in range(len(PLANES))},
+    report = {"filters": list(FILTERS), "epochs": EPOCHS,
+              "train": {PLANES[k]: int((y == k).sum()) for k in range(len(PLANES))},
               "pseudo_labelled": counts, "pseudo_label_at": PSEUDO_LABEL}
     measured = {}
     for part in ("val", "test"):
         axial, sources = _axial(parts[part], None)
         cuts = _resliced(volumes, patients[part], DENSE_OFFSETS, mirror=False)
-        bar = _resliced(volumes, patients[part], _OFFSETS, mirror=False)
+        bar = _resliced(volumes, patients[part], OFFSETS, mirror=False)
         measured[part] = (axial, sources, *cuts, *bar)
     val_axial, val_sources = measured["val"][:2]
     axial_only = ~np.isin(val_sources, list(MIXED_PLANES))
     threshold = _threshold(clf.probabilities(val_axial[axial_only])[:, 0])
-    clf = PlaneClassifier(**{**clf.__dict__, "min_axial": threshold})
+    clf = replace(clf, min_axial=threshold)
     report["min_axial"] = round(threshold, 6)
     for part, m in measured.items():
         report[part] = _shares(clf, *m)

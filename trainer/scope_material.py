@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 KINDS = ("lgg-sagittal", "lgg-coronal", "pydicom-mr", "other-modality", "patterns", "blank")
-_OFFSETS = (-20, 0, 20)
+OFFSETS = (-20, 0, 20)
 
 
 def patient_volumes(lgg: Path) -> dict[str, np.ndarray]:
@@ -38,7 +38,7 @@ def patient_volumes(lgg: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def reslice(volume: np.ndarray, plane: str, offsets: tuple[int, ...] = _OFFSETS) -> list[np.ndarray]:
+def reslice(volume: np.ndarray, plane: str, offsets: tuple[int, ...] = OFFSETS) -> list[np.ndarray]:
     """Sagittal or coronal cuts `offsets` pixels from the head's centre, head up, as square 8-bit images (the
     through-plane axis stretched to the in-plane size: the slices' spacing is not recorded)."""
     axis = 2 if plane == "sagittal" else 1

@@ -80,7 +80,8 @@ class PlaneClassifier:
         return PLANES[k], float(p[k])
 
     def to_bytes(self) -> bytes:
-        arrays = {f"kernel{i}": k for i, k in enumerate(self.kernels)} | {f"bias{i}": b for i, b in enumerate(self.biases)}
+        arrays = {f"kernel{i}": k for i, k in enumerate(self.kernels)}
+        arrays |= {f"bias{i}": b for i, b in enumerate(self.biases)}
         buf = io.BytesIO()
         np.savez_compressed(buf, dense_w=self.dense_w, dense_b=self.dense_b, min_axial=np.float32(self.min_axial),
                             **{k: np.asarray(v, np.float32) for k, v in arrays.items()})

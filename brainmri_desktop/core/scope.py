@@ -90,11 +90,14 @@ _REFORMAT_TYPES = {"REFORMATTED", "MPR", "MIP", "MINIP", "MNIP", "PROJECTION IMA
 # Series description words, matched as whole words of the lower-cased description (split on anything that is not a
 # letter or digit): "diff" in "ep2d_diff" but never inside another word such as "different".
 _DESCRIPTION_WORDS = (
-    ({"localizer", "localiser", "scout", "survey", "loc", "3plane", "aahead"}, "LOCALISER", "a localiser (scout) image"),
-    ({"dwi", "adc", "diff", "diffusion", "dti", "trace", "tracew", "tensor"}, "DIFFUSION", "a diffusion image"),
-    ({"bold", "fmri", "resting", "rsfmri", "ep2d", "epi"}, "ECHO_PLANAR", "an echo-planar (fMRI or diffusion) image"),
-    ({"perf", "perfusion", "dsc", "dce", "asl", "pcasl", "pwi", "cbf", "cbv", "rcbv"}, "PERFUSION", "a perfusion image"),
-    ({"mip", "minip", "mpr", "reformat", "reformatted"}, "REFORMAT", "a reformat or projection (MPR/MIP)"),
+    ({"localizer", "localiser", "scout", "survey", "loc", "3plane", "aahead"}, Kind.LOCALISER,
+     "a localiser (scout) image"),
+    ({"dwi", "adc", "diff", "diffusion", "dti", "trace", "tracew", "tensor"}, Kind.DIFFUSION, "a diffusion image"),
+    ({"bold", "fmri", "resting", "rsfmri", "ep2d", "epi"}, Kind.ECHO_PLANAR,
+     "an echo-planar (fMRI or diffusion) image"),
+    ({"perf", "perfusion", "dsc", "dce", "asl", "pcasl", "pwi", "cbf", "cbv", "rcbv"}, Kind.PERFUSION,
+     "a perfusion image"),
+    ({"mip", "minip", "mpr", "reformat", "reformatted"}, Kind.REFORMAT, "a reformat or projection (MPR/MIP)"),
 )
 
 
@@ -194,7 +197,7 @@ def _description_rule(series: SeriesInfo) -> ScopeVerdict | None:
     words = _tokens(series.description)
     for vocabulary, kind, what in _DESCRIPTION_WORDS:
         if words & vocabulary:
-            return _out(Kind[kind], f"{what} (series '{series.description.strip()}')")
+            return _out(kind, f"{what} (series '{series.description.strip()}')")
     return None
 
 
