@@ -329,8 +329,8 @@ def hidden_findings(model: LoadedModel, samples: list[Sample]) -> dict[str, dict
     for chunk in triage_chunks(model, [slice_ for _s, slice_ in tumour], tta, scope=()):
         for i, r in chunk.results.items():
             source = tumour[i][0]
-            row = out.setdefault(source, {"tumour": 0, "over_threshold": 0,
-                                          **{c: {"out": 0, "hidden_before": 0, "hidden_after": 0} for c in SCOPE_CHECKS}})
+            row = out.setdefault(source, {"tumour": 0, "over_threshold": 0, **{
+                c: {"out": 0, "hidden_before": 0, "hidden_after": 0} for c in SCOPE_CHECKS}})
             row["tumour"] += 1
             if not at_or_over(r.probability, threshold):
                 continue
@@ -349,8 +349,10 @@ def hidden_lines(hidden: dict[str, dict]) -> str:
              "Validation tumour slices at or over the threshold that each scope check, taken alone, would hide "
              "(keep from being flagged): before issue 25 every out-of-scope verdict hid a slice; now the model's "
              "feature distance only warns ('unusual image: ...') and headers, a blank image and the plane read "
-             "from the pixels still hide. A check that fires on a confident tumour slice is worth reading about "
-             "in the limitations below.", "",
+             "from the pixels still hide. The plane check hides sagittal and coronal pictures whatever their "
+             "probability: the models' scope is axial slices, although kaggle-4class's figshare images, which the "
+             "bundled models trained on, include sagittal and coronal T1 post-contrast tumour slices (most of "
+             "what it hides there).", "",
              "| source | tumour slices | at or over the threshold | " + " | ".join(
                  f"{c}: hidden before / after" for c in SCOPE_CHECKS) + " |",
              "|---|---|---|" + "---|" * len(SCOPE_CHECKS)]
