@@ -283,6 +283,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                            args.send_results)
     if args.server:
         pacs_cli.server_from_args(args)  # a malformed URL is one line here, not a failure in every task
+    earlier = sum(study_status(args.out, s).status == "done" for s in sources)
     client, cluster = _client(args)
     try:
         started = time.perf_counter()
@@ -293,9 +294,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
             cluster.close()
     done = [r for r in results if r.status == "done"]
     failed = len(results) - len(done)
-    print(f"{len(done)} of {len(results)} studies triaged by {entry.manifest.id} in {time.perf_counter() - started:.0f} s"
-          f": {sum(r.slices for r in done)} slices, {sum(r.flagged for r in done)} flagged; {failed} not done "
-          f"(reasons in {Path(args.out) / 'studies.csv'}; run again to retry them). {DISCLAIMER}", file=sys.stderr)
+    print(f"{len(done)} of {len(results)} studies done ({len(done) - earlier} triaged by {entry.manifest.id} in "
+          f"{time.perf_counter() - started:.0f} s, {earlier} by an earlier run): {sum(r.slices for r in done)} slices, "
+          f"{sum(r.flagged for r in done)} flagged; {failed} not done (reasons in {Path(args.out) / 'studies.csv'}; "
+          f"run again to retry them). {DISCLAIMER}", file=sys.stderr)
     return 0 if not failed else 1
 
 

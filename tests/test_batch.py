@@ -45,7 +45,8 @@ def test_three_studies_give_one_row_per_slice_and_a_second_run_redoes_nothing(mo
     command = ["batch", "--workers", "2", "--models-dir", str(model_dir), "--model", "tiny-cnn", "--out", str(out),
                str(list_file)]
     assert brainmri(command) == 0
-    assert "Dask dashboard: http" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Dask dashboard: http" in err and "3 of 3 studies done (3 triaged by tiny-cnn" in err
     counts = _slice_counts(out)
     assert len(counts) == 24 and set(counts.values()) == {1}
     assert {r["model_id"] for r in _csv(out / "slices.csv")} == {"tiny-cnn"}
@@ -57,7 +58,7 @@ def test_three_studies_give_one_row_per_slice_and_a_second_run_redoes_nothing(mo
     counts = _slice_counts(out)
     assert len(counts) == 24 and set(counts.values()) == {1}
     assert {p: p.stat().st_mtime_ns for p in (out / "studies").glob("*.csv")} == written  # nothing triaged again
-    assert "3 of 3 studies triaged" in capsys.readouterr().err
+    assert "3 of 3 studies done (0 triaged by tiny-cnn" in capsys.readouterr().err
 
 
 def _first_study_started_and_not_done(studies: Path, deadline: float) -> tuple[Path, int]:
