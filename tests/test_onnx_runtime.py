@@ -51,7 +51,8 @@ def test_bundled_packages_give_the_same_probabilities_and_maps_under_both_runtim
     assert onnx.keys() == keras.keys() and len(onnx) == 10
     p = {k: np.array([float(r[key]["probability"]) for key in sorted(r)]) for k, r in rows.items()}
     assert np.abs(p["onnx"] - p["keras"]).max() <= MAX_PROBABILITY_DIFF
-    assert [onnx[k]["flagged"] for k in sorted(onnx)] == [keras[k]["flagged"] for k in sorted(keras)]
+    for column in ("flagged", "out_of_scope", "warning"):  # the scope guard reads the same features on both
+        assert [onnx[k][column] for k in sorted(onnx)] == [keras[k][column] for k in sorted(keras)]
     maps = [(np.load(onnx[k]["cam_path"]), np.load(keras[k]["cam_path"])) for k in sorted(onnx)]
     assert max(float(a.max()) for a, _ in maps) > 0.5  # maps with something in them, not zeros against zeros
     assert max(float(np.abs(a - b).max()) for a, b in maps) <= MAX_GRADCAM_DIFF

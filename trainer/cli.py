@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brainmri_desktop.core.errors import BrainMRIError  # noqa: E402
 from brainmri_desktop.core.preprocess import INTENSITY_SCALES  # noqa: E402
+from brainmri_desktop.core.runtime import import_keras  # noqa: E402
 
 from .augment import STRENGTHS  # noqa: E402
 from .config import DataRoot, TrainConfig, read_config  # noqa: E402
@@ -178,11 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--views", type=int, required=True)
     p.set_defaults(func=cmd_choose_tta)
+    from .onnx_export import add_graphs_parser
     from .plane import add_plane_parser
     from .scope_fit import add_fit_scope_parser
 
     add_fit_scope_parser(sub)
     add_plane_parser(sub)
+    add_graphs_parser(sub)
     return parser
 
 
@@ -191,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["brainmri-train", *argv])  # recorded with the run, for its model card
     try:
+        import_keras()  # every command builds or loads Keras models; TensorFlow's start-up notes stay quiet
         return args.func(args)
     except (ValueError, OSError, BrainMRIError) as exc:
         print("brainmri-train: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the error

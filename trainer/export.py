@@ -121,13 +121,16 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     from .scope_fit import add_scope
 
     manifest, scope_files, card = add_scope(run_dir, loaded.keras_model, manifest, card)  # the scope guard's fit
-    # Written from a model loaded afresh: Grad-CAM's head model ([input, layer] -> logit) adds nodes to the measured
-    # one that Keras cannot serialise where a layer also reads the input (a cell model's HeadCells).
-    fresh = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    # Written from a model loaded afresh, and the graphs traced from another: Grad-CAM's head model ([input, layer] ->
+    # logit) adds nodes to the model it cuts that Keras cannot serialise where a layer also reads the input (a cell
+    # model's HeadCells).
+    def fresh():
+        return keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+
     graphs = {}
     if backend.name() == "tensorflow":  # what ONNX Runtime runs in the application; TensorFlow traces the graphs
-        manifest, graphs = graph_files(packaged(fresh, manifest, scope_files))
-    written = write_package(target, manifest, fresh, {"MODEL_CARD.md": card.encode(), **scope_files, **graphs},
+        manifest, graphs = graph_files(packaged(fresh(), manifest, scope_files))
+    written = write_package(target, manifest, fresh(), {"MODEL_CARD.md": card.encode(), **scope_files, **graphs},
                             force=force)
     if not graphs:
         print(f"note: {written} has no ONNX graphs (Keras runs on {backend.display_name()} here, and TensorFlow "

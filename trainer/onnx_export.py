@@ -108,11 +108,22 @@ def _convert(function, signature) -> bytes:
 
 @dataclass(frozen=True)
 class Graphs:
-    model: bytes  # model input -> logit, the Grad-CAM layer's maps, the scope layers' maps
+    model: bytes  # model input -> logit, the Grad-CAM layer's maps, the scope layers' cell means
     gradcam: bytes  # [model input, the Grad-CAM layer's maps] -> raw Grad-CAM map, one slice at a time
 
 
-def convert(keras_model, input_size: int, gradcam_layer: str, scope_layers: tuple[str, ...]) -> Graphs:
+def _cell_means(maps, grid: int):
+    """core.ood.grid_means inside the graph: a scope layer's maps leave it as grid x grid cell means (N, grid*grid*C),
+    not as maps (the CNN's first block alone is 2 MB a slice, copied out and averaged in NumPy while holding the
+    interpreter's lock, which stalled the window)."""
+    import tensorflow as tf
+
+    rows, cols = (np.array_split(np.arange(n), grid) for n in maps.shape[1:3])
+    return tf.concat([tf.reduce_mean(maps[:, r[0]:r[-1] + 1, c[0]:c[-1] + 1], axis=(1, 2)) for r in rows for c in cols],
+                     axis=1)
+
+
+def convert(keras_model, input_size: int, gradcam_layer: str, scope_layers: tuple[str, ...], grid: int) -> Graphs:
     """Both graphs of a Keras model (on the TensorFlow backend, which traces them): the model graph takes any batch
     size, the Grad-CAM graph one slice."""
     import keras
@@ -137,7 +148,8 @@ def convert(keras_model, input_size: int, gradcam_layer: str, scope_layers: tupl
 
     @tf.function(input_signature=[image], autograph=False)
     def forward(x):
-        return dict(zip(names, everything(x, training=False)))
+        logit, maps, *scope = everything(x, training=False)
+        return dict(zip(names, [logit, maps, *(_cell_means(m, grid) for m in scope)]))
 
     @tf.function(input_signature=[one_image, features], autograph=False)
     def cam(x, f):
@@ -152,14 +164,16 @@ def convert(keras_model, input_size: int, gradcam_layer: str, scope_layers: tupl
 GRAPH_FILE, GRADCAM_GRAPH_FILE = "model.onnx", "gradcam.onnx"
 
 
-def scope_layers(keras_model, manifest: Manifest, ood: OODDetector | None) -> tuple[str, ...]:
+def scope_outputs(keras_model, manifest: Manifest, ood: OODDetector | None) -> tuple[tuple[str, ...], int]:
     """The layers a scope fit of this architecture reads (trainer/scope_fit.LAYERS) and those of the package's own
-    fit: outputs of the model graph, so that `brainmri-train fit-scope` can fit again without a new graph."""
+    fit, and the grid of cells they are averaged over: outputs of the model graph, so that `brainmri-train fit-scope`
+    can fit again without a new graph."""
     from .scope_fit import LAYERS
 
+    layers, grid = LAYERS[manifest.architecture]
     present = {layer.name for layer in keras_model.layers}
-    wanted = [*LAYERS[manifest.architecture][0], *(ood.layers if ood else ())]
-    return tuple(dict.fromkeys(n for n in wanted if n in present))
+    wanted = [*layers, *(ood.layers if ood else ())]
+    return tuple(dict.fromkeys(n for n in wanted if n in present)), (ood.grid if ood else grid)
 
 
 def check(keras_loaded: LoadedModel, graphs: OnnxGraphs) -> dict:
@@ -191,11 +205,12 @@ def check(keras_loaded: LoadedModel, graphs: OnnxGraphs) -> dict:
 def graph_files(keras_loaded: LoadedModel) -> tuple[Manifest, dict[str, bytes]]:
     """The manifest naming the graphs and their check, and the graphs' bytes, for a package being written."""
     manifest = keras_loaded.manifest
-    layers = scope_layers(keras_loaded.keras_model, manifest, keras_loaded.ood)
-    graphs = convert(keras_loaded.keras_model, manifest.input_size, manifest.gradcam_layer, layers)
+    layers, grid = scope_outputs(keras_loaded.keras_model, manifest, keras_loaded.ood)
+    graphs = convert(keras_loaded.keras_model, manifest.input_size, manifest.gradcam_layer, layers, grid)
     checked = check(keras_loaded, OnnxGraphs.of(graphs.model, graphs.gradcam, keras_loaded.entry.path,
                                                 scope_layers=layers))
-    manifest = replace(manifest, graph_file=GRAPH_FILE, gradcam_graph_file=GRADCAM_GRAPH_FILE, graph_check=checked)
+    manifest = replace(manifest, graph_file=GRAPH_FILE, gradcam_graph_file=GRADCAM_GRAPH_FILE,
+                       graph_check={**checked, "scope_layers": list(layers), "scope_grid": grid})
     return manifest, {GRAPH_FILE: graphs.model, GRADCAM_GRAPH_FILE: graphs.gradcam}
 
 

@@ -85,7 +85,7 @@ class LoadedModel:
         manifest = entry.manifest
         ood = load_ood(entry.path, manifest)
         if runtime.resolve(manifest, entry.path, asked) == "onnx":
-            return cls(entry, manifest, ood=ood, graphs=OnnxGraphs.load(entry.path, manifest, ood.layers if ood else ()))
+            return cls(entry, manifest, ood=ood, graphs=OnnxGraphs.load(entry.path, manifest, ood))
         return cls(entry, manifest, load_keras_model(entry.path, manifest), ood)
 
     @property
@@ -122,7 +122,8 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class GraphScoring:
-    """The model graph answering as `ood.scoring_model`'s Keras model does: [logit, the scope layers' maps]."""
+    """The model graph answering as `ood.scoring_model`'s Keras model does: [logit, the scope layers' features]
+    (cell means already: `ood.grid_means` passes them through)."""
 
     graphs: OnnxGraphs
     layers: tuple[str, ...]

@@ -3,7 +3,8 @@
 Two graphs, written by `brainmri-train export` beside the Keras weights and listed with their sha256 in the manifest:
 
 - the model graph, model input (N, S, S, 3) -> `logit` (N, 1), `gradcam_features` (the Grad-CAM layer's maps) and
-  `scope_<layer>` (the maps of the layers a scope fit may read), one forward pass for all of them;
+  `scope_<layer>` (the cell means, core.ood.grid_means, of the layers a scope fit may read, over the grid the
+  manifest's `graph_check.scope_grid` names), one forward pass for all of them;
 - the Grad-CAM graph, [model input, Grad-CAM layer's maps] -> `cam` (1, h, w), a slice at a time: the gradient of the logit through the
   part of the network above that layer, exported as forward operations, weighted as Grad-CAM weighs it.
 
@@ -79,6 +80,9 @@ def _session(graph: Path | bytes, where: Path | None, name: str):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: its warnings name graph internals a reader cannot act on
+    # Idle compute threads sleep instead of spinning: on a busy 2-core desktop a spinning pool takes the CPU the
+    # window's own thread needs to stay responsive.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), options,
                                     providers=list(providers()))
@@ -96,10 +100,15 @@ class OnnxGraphs:
     outputs: tuple[str, ...] = ()
 
     @classmethod
-    def load(cls, package: Path, manifest, scope_layers: tuple[str, ...] = ()) -> "OnnxGraphs":
+    def load(cls, package: Path, manifest, ood=None) -> "OnnxGraphs":
+        """The package's graphs, checked to hold what its scope fit (`ood`, when it has one) reads."""
         package = Path(package)
+        if ood is not None and manifest.graph_check.get("scope_grid") != ood.grid:
+            raise ModelPackageError(package, f"{manifest.graph_file} averages the scope layers over another grid than "
+                                             f"{manifest.ood_file} reads: export its graphs again "
+                                             "(brainmri-train add-graphs)")
         return cls.of(package / manifest.graph_file, package / manifest.gradcam_graph_file, package,
-                      manifest.graph_file, scope_layers)
+                      manifest.graph_file, ood.layers if ood is not None else ())
 
     @classmethod
     def of(cls, model: Path | bytes, gradcam: Path | bytes, where: Path | None = None, name: str = "model graph",
@@ -121,7 +130,7 @@ class OnnxGraphs:
         return np.asarray(self.run(x, [LOGIT])[0], np.float32).reshape(-1)
 
     def scored(self, x: np.ndarray, layers: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Raw logits (N,) and the maps of `layers`, from one forward pass."""
+        """Raw logits (N,) and the cell means of `layers` (N, grid * grid * C each), from one forward pass."""
         out = self.run(x, [LOGIT, *(SCOPE_PREFIX + n for n in layers)])
         return np.asarray(out[0], np.float32).reshape(-1), out[1:]
 
