@@ -129,3 +129,31 @@ def test_a_list_that_names_no_study_is_refused_naming_the_file(tmp_path, content
         list_file.write_text(content)
     assert brainmri(["batch", "--out", str(tmp_path / "out"), str(list_file)]) == 2
     assert str(list_file) in capsys.readouterr().err
+
+
+def test_pacs_studies_are_retrieved_by_the_workers_and_their_reports_sent(model_dir, tmp_path):
+    from pydicom.uid import generate_uid
+
+    from .orthanc import start_orthanc
+
+    server = start_orthanc(tmp_path / "orthanc")
+    try:
+        on_pacs, not_on_pacs = generate_uid(), generate_uid()
+        for path in write_dicom_series(tmp_path / "upload", n=6, extra={"StudyInstanceUID": on_pacs}):
+            server.upload(path)
+        write_dicom_series(tmp_path / "local", n=4)
+        list_file, out = tmp_path / "studies.txt", tmp_path / "out"
+        list_file.write_text(f"{on_pacs}\nlocal\n{not_on_pacs}\n")
+        code = brainmri(["batch", "--workers", "1", "--models-dir", str(model_dir), "--model", "tiny-cnn",
+                         "--server", server.dicomweb, "--send-results", "--out", str(out), str(list_file)])
+        assert code == 1  # one study could not be done
+        table = {r["line"]: r for r in _csv(out / "studies.csv")}
+        assert [(table[n]["status"], table[n]["slices"]) for n in "123"] == [("done", "6"), ("done", "4"),
+                                                                             ("failed", "0")]
+        assert table["3"]["error"]
+        assert len(_slice_counts(out)) == 10
+        modalities = [s["00080060"]["Value"][0] for s in server.rest(f"/dicom-web/studies/{on_pacs}/series")]
+        # The report (and the flagged slices' captures, OT) went back into the study it came from, once.
+        assert modalities.count("SR") == 1 and modalities.count("MR") == 1
+    finally:
+        server.stop()
