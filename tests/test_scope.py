@@ -361,3 +361,32 @@ def test_series_verdict_counts_slices_by_their_kind_whatever_the_words(tmp_path)
     assert mostly_in.status is IN and mostly_in.reason == "1 of 10 slices out of scope"
     assert series_verdict([None, None]).reason == "all 2 slices in scope"
     assert series_verdict([]) is None  # nothing judged yet
+
+
+def test_the_card_counts_confident_tumour_slices_each_check_hides_before_and_after(tmp_path):
+    """The feature distance would have hidden confident stripes before issue 25 and hides none now; a blank image
+    is hidden either way (each check counts on its own). At threshold 0 every tumour slice is confident."""
+    import cv2
+
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.packages import ModelEntry
+    from trainer.card import HIDDEN_TITLE, hidden_findings, hidden_lines
+    from trainer.data import Sample
+
+    folder = write_fitted_package(tmp_path / "pkg")
+    manifest = read_package(folder)
+    manifest = replace(manifest, threshold=replace(manifest.threshold, threshold=0.0))
+    model = LoadedModel.load(ModelEntry(folder, "dir", manifest=manifest), "keras")
+    samples = []
+    for i, image in enumerate([*_stripes(6), np.zeros((32, 32))]):
+        samples.append(Sample(tmp_path / f"s{i}.png", 1, "a"))
+        cv2.imwrite(str(samples[-1].path), (image * 255).astype(np.uint8))
+    samples.append(Sample(tmp_path / "head.png", 0, "a"))  # no tumour: never counted
+    cv2.imwrite(str(samples[-1].path), (_heads(1, 3)[0] * 255).astype(np.uint8))
+    row = hidden_findings(model, samples)["a"]
+    assert row["tumour"] == row["over_threshold"] == 7
+    distance, blank = row["feature distance"], row["blank image"]
+    assert distance["out"] == distance["hidden_before"] >= 5 and distance["hidden_after"] == 0
+    assert blank["out"] == blank["hidden_before"] == blank["hidden_after"] >= 1  # the empty frame, whatever else
+    lines = hidden_lines({"a": row})
+    assert lines.startswith(HIDDEN_TITLE) and f"| {distance['hidden_before']} / 0 |" in lines

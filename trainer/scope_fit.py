@@ -44,7 +44,8 @@ LAYERS = {"cnn": (("block1_relu", "block2_relu", "block3_relu"), 2),
           "resnet50": (("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"), 1)}
 # What each development source holds, as far as its publishers say (see ../shared/data/README.md).
 SOURCE_CONTENTS = {
-    "kaggle-4class": "T1 post-contrast (figshare) and slices of mixed, unlabelled contrast (SARTAJ, Br35H)",
+    "kaggle-4class": "T1 post-contrast (figshare: axial, coronal and sagittal slices) and slices of mixed, unlabelled "
+                     "contrast (SARTAJ, Br35H)",
     "kaggle-navoneel": "slices of mixed, unlabelled contrast, some photographed film",
     "br35h": "slices of mixed, unlabelled contrast (T1, T2, FLAIR)",
     "lgg-flair": "FLAIR (TCGA-LGG)",
