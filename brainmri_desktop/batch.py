@@ -272,6 +272,12 @@ def _client(args: argparse.Namespace):
 def cmd_batch(args: argparse.Namespace) -> int:
     from .core.model_choice import find_model
 
+    try:
+        import distributed  # noqa: F401
+        import tqdm  # noqa: F401
+    except ImportError as exc:
+        raise BrainMRIError(None, f"brainmri batch needs the optional 'batch' extra ({exc.name} is missing): "
+                                  "pip install 'brainmri[batch]', or pip install -e '.[batch]' in a checkout") from None
     sources = read_sources(args.sources)
     if (pacs := next((s for s in sources if s.pacs), None)) and not args.server:
         raise BrainMRIError(args.sources, f"line {pacs.line} is a study UID: give --server URL")

@@ -157,3 +157,14 @@ def test_pacs_studies_are_retrieved_by_the_workers_and_their_reports_sent(model_
         assert modalities.count("SR") == 1 and modalities.count("MR") == 1
     finally:
         server.stop()
+
+
+def test_without_dask_the_command_says_which_extra_to_install(model_dir, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what an install without the extra (the desktop's) lacks
+    (tmp_path / "study").mkdir()
+    (tmp_path / "list.txt").write_text("study\n")
+    assert brainmri(["batch", "--out", str(tmp_path / "out"), str(tmp_path / "list.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'batch' extra (distributed is missing)" in err and len(err.splitlines()) == 1
