@@ -2,8 +2,8 @@
 
 A synthetic archive (core.demo series: no patient data) is triaged by `batch.run_batch`, the command's own path,
 twice per cluster: a warm-up (process start, imports, every worker's model load and a study per worker: what each
-worker pays once), then the measured archive into a fresh folder. Printed per worker count: start-up seconds, wall seconds,
-slices/s, and the ratio to one worker (docs/BATCH.md turns these into N machines x 10,000 studies).
+worker pays once), then the measured archive into a fresh folder. Printed per worker count: start-up seconds, wall
+seconds, slices/s, and the ratio to one worker (docs/BATCH.md turns these into N machines x 10,000 studies).
 
     .venv/bin/python benchmarks/batch_bench.py [--studies 8] [--slices 48] [--workers 1 2] [--model ID]
                                                [--runtime auto|onnx|keras]

@@ -6,8 +6,8 @@ The list
     skipped; a study named twice is triaged once.
 
 The output folder
-    `studies/<key>.csv` holds a study's rows, in `brainmri predict`'s columns (its `_csv_text`), and `studies/<key>.json`
-    its status; both are written whole (core.atomic), the rows first, so a study is done only when its status says so
+    `studies/<key>.csv` holds a study's rows, in `brainmri predict`'s columns (its `_csv_text`), and
+    `studies/<key>.json` its status; both are written whole (core.atomic), the rows first, so a study is done only when its status says so
     and its rows are there, and a study cut short (a killed worker, Ctrl-C) is absent and triaged again. `<key>` is a
     hash of the source, so no patient name lands in a file name. After each run `studies.csv` is the table of the
     list's studies (status, slices, flagged, seconds, error...) and `slices.csv` every done study's rows. A second run
@@ -240,7 +240,8 @@ def run_batch(client, sources: list[Source], options: BatchOptions, progress: bo
     out = Path(options.out)
     todo = [s for s in sources if study_status(out, s).status != "done"]
     futures = {client.submit(triage_study, s, options, key=f"brainmri-study-{s.key}", pure=False): s for s in todo}
-    with tqdm(total=len(sources), initial=len(sources) - len(todo), unit="study", disable=not progress,
+    # disable=None: no bar when stderr is not a terminal (a scheduled job's log gets the summary line only)
+    with tqdm(total=len(sources), initial=len(sources) - len(todo), unit="study", disable=None if progress else True,
               file=sys.stderr) as bar:
         for future in as_completed(futures):
             source = futures[future]

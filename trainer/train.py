@@ -327,7 +327,8 @@ def _fit_stage(f: _Fit, stage: Stage, start: int, end: int, final_stage: bool) -
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=f.monitor, mode="max", factor=0.5,
                                                            patience=2, min_lr=1e-6, verbose=1))
-    f.log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, trains {stage.trainable}")
+    f.log(f"stage {stage.name}: epochs {initial + 1}-{end} at {stage.size}px, lr {stage.lr:g}, "
+          f"trains {stage.trainable}")
     try:
         f.graph.fit(train_seq, validation_data=val_seq, epochs=end, initial_epoch=initial, callbacks=callbacks,
                     verbose=2)
