@@ -22,20 +22,21 @@ def _private_user_dirs(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    """A folder with one small CNN package (random weights) and one 'bright spot' package."""
+    """A folder with one small CNN package, trained to see a bright disc (synthetic.BLOB_KINDS: none, small, large),
+    and one 'bright spot' package (set by hand)."""
     from brainmri_desktop.core.manifest import Manifest, OperatingPoint
     from brainmri_desktop.core.packages import write_package
     from brainmri_desktop.core.preprocess import PreprocessSpec
-    from trainer.architectures import ArchConfig, build_cnn
 
-    from .synthetic import bright_spot_model
+    from .synthetic import bright_spot_model, train_blob_cnn
 
     root = tmp_path_factory.mktemp("models")
-    cnn = build_cnn(ArchConfig(cnn_widths=(4, 8, 8)))
+    temperature, bias = 1.5, 0.3
+    cnn = train_blob_cnn(temperature, bias)
     point = OperatingPoint(0.5, "youden_j", "synthetic", 0.9, 0.8)
     write_package(root / "tiny-cnn", Manifest(
         id="tiny-cnn", name="Tiny CNN", architecture="cnn", preprocessing=PreprocessSpec(input_size=32),
-        gradcam_layer="block3_relu", temperature=1.5, logit_bias=0.3, threshold=point, files={}, default_tta=2,
+        gradcam_layer="block3_relu", temperature=temperature, logit_bias=bias, threshold=point, files={}, default_tta=2,
         high_sensitivity=OperatingPoint(0.2, "sensitivity>=0.95", "synthetic", 0.95, 0.5),
         metrics={"validation": {"auc": {"value": 0.5}}}), cnn)
     write_package(root / "spot", Manifest(

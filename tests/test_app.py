@@ -71,16 +71,26 @@ def test_next_flagged_slice_by_key(qtbot, window, tmp_path):
 
 
 def test_threshold_choice_changes_decisions_without_running_again(qtbot, window, tmp_path):
-    write_dicom_series(tmp_path / "series", n=6)
+    """tiny-cnn gives a large disc about 0.95 and a small one about 0.35: the small ones are flagged at the
+    high-sensitivity point (0.2) only, in the session, the list's summary and the strip."""
+    from brainmri_desktop.ui.triage_strip import FLAGGED
+
+    large, small = [2, 5], [1, 4]
+    write_dicom_series(tmp_path / "series", n=6, tumour_slices=large, small_tumour_slices=small)
     _open_and_wait(qtbot, window, [tmp_path / "series"])
     before = dict(window.session.results)
+    assert window.session.flagged() == large and "2 of 6 slices flagged" in window.slice_list.summary.text()
     window.bar.point_combo.setCurrentIndex(window.bar.point_combo.findData(Threshold.HIGH_SENSITIVITY))
     assert window.triage.infer_worker is None and window.session.results == before
     assert window.session.point.threshold == pytest.approx(0.2)
     assert window.strip.threshold == pytest.approx(0.2)
     expected = {i for i, r in before.items() if r.probability >= 0.2}
-    assert set(window.session.flagged()) == expected
+    assert set(window.session.flagged()) == expected == set(large + small)
+    assert "4 of 6 slices flagged" in window.slice_list.summary.text()
+    assert sorted(i for i, kind in window.strip.kinds.items() if kind == FLAGGED) == sorted(large + small)
     assert "High-sensitivity" in window.bar.point_combo.currentText()
+    window.bar.point_combo.setCurrentIndex(window.bar.point_combo.findData(Threshold.DEFAULT))
+    assert window.session.flagged() == large and "2 of 6 slices flagged" in window.slice_list.summary.text()
 
 
 def test_png_folder_with_broken_files_lists_them(qtbot, window, tmp_path):

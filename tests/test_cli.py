@@ -132,16 +132,20 @@ def test_a_manifest_asking_for_more_views_than_exist_predicts_with_all_of_them(m
 
 
 def test_high_sensitivity_decides_the_flags_of_the_csv(model_dir, tmp_path):
-    write_dicom_series(tmp_path / "series", n=4)
+    """tiny-cnn gives a large disc about 0.95, a small one about 0.35 and none about 0.05: the small discs are
+    flagged at the high-sensitivity point (0.2) only."""
+    large, small = (2, 5), (1, 4)
+    write_dicom_series(tmp_path / "series", n=6, tumour_slices=large, small_tumour_slices=small)
     rows = {}
     for flag in ([], ["--high-sensitivity"]):
         out = tmp_path / f"out{len(flag)}.csv"
         assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn", *flag, "--out", str(out),
                          str(tmp_path / "series")]) == 0
-        rows[bool(flag)] = list(csv.DictReader(open(out)))
-    for high, threshold in ((False, 0.5), (True, 0.2)):
+        rows[bool(flag)] = list(csv.DictReader(open(out)))  # in the series' order, slice 0 first
+    for high, threshold, flagged in ((False, 0.5, large), (True, 0.2, large + small)):
         assert all(float(r["threshold"]) == threshold for r in rows[high])
         assert [r["flagged"] for r in rows[high]] == [str(int(float(r["probability"]) >= threshold)) for r in rows[high]]
+        assert [r["flagged"] for r in rows[high]] == [str(int(i in flagged)) for i in range(6)]
 
 
 def _flag_everything(model_dir, tmp_path):
@@ -157,13 +161,14 @@ def _flag_everything(model_dir, tmp_path):
 
 
 def test_a_sagittal_series_is_out_of_scope_and_flagged_only_when_asked(model_dir, tmp_path, capsys):
-    models = _flag_everything(model_dir, tmp_path)
-    write_dicom_series(tmp_path / "sag", n=4, extra={"ImageOrientationPatient": [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]})
-    write_dicom_series(tmp_path / "ax", n=3)
+    """Every slice carries a large disc (tiny-cnn: about 0.95): what is left unflagged was gated."""
+    write_dicom_series(tmp_path / "sag", n=4, tumour_slices=range(4),
+                       extra={"ImageOrientationPatient": [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]})
+    write_dicom_series(tmp_path / "ax", n=3, tumour_slices=range(3))
     rows = {}
     for flag in ([], ["--include-out-of-scope"]):
         out = tmp_path / f"out{len(flag)}.csv"
-        assert brainmri(["predict", "--models-dir", str(models), "--model", "tiny-cnn", "--tta", "1", *flag,
+        assert brainmri(["predict", "--models-dir", str(model_dir), "--model", "tiny-cnn", "--tta", "1", *flag,
                          "--out", str(out), str(tmp_path / "sag"), str(tmp_path / "ax")]) == 0
         rows[bool(flag)] = list(csv.DictReader(open(out)))
         assert "4 outside what the model was trained on" in capsys.readouterr().err

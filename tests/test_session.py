@@ -21,7 +21,9 @@ from brainmri_desktop.core.review import ReviewStore
 from brainmri_desktop.core.scope import OUT, Evidence, Kind, ScopeVerdict, model_verdict, rule_check
 from brainmri_desktop.core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold, decide, triage_chunks
 
-from .synthetic import head_image
+from .synthetic import blob_image, head_image
+
+KINDS = ("none", "small", "large")  # slice i of _slices carries KINDS[i % 3]: tiny-cnn flags large at 0.5, small at 0.2
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,11 @@ SCOUT = ScopeVerdict(OUT, Kind.LOCALISER, "a scout image", Evidence.HEADERS)
 
 def _slices(n: int, blank: tuple[int, ...] = ()) -> list[Slice]:
     return [Slice(Path(f"/nowhere/s{i}.png"), np.zeros((64, 56), np.uint8) if i in blank
-                  else head_image(64, 56, tumour=(30, 28, 3 + i % 4), seed=i)) for i in range(n)]
+                  else blob_image(KINDS[i % 3], 64, 56, seed=i)) for i in range(n)]
+
+
+def _of(n: int, *kinds: str, but: tuple[int, ...] = ()) -> list[int]:
+    return [i for i in range(n) if KINDS[i % 3] in kinds and i not in but]
 
 
 def _result(p: float, low: float | None = None, high: float | None = None) -> SliceResult:
@@ -94,10 +100,13 @@ def test_the_threshold_choice_decides_and_nothing_else_does(tiny, model_dir):
     session.run(tiny, TTAConfig(count=1))
     probs = {i: r.probability for i, r in session.results.items()}
     assert session.point.threshold == pytest.approx(0.5)
-    assert session.flagged() == [i for i, p in sorted(probs.items()) if p >= 0.5]
+    assert session.flagged() == [i for i, p in sorted(probs.items()) if p >= 0.5] == _of(6, "large")
     session.threshold = Threshold.HIGH_SENSITIVITY
     assert session.point.threshold == pytest.approx(0.2) and session.point.method_in_words == "sensitivity \u2265 0.95"
-    assert session.flagged() == [i for i, p in sorted(probs.items()) if p >= 0.2]
+    # the small discs lie between the two points: only the high-sensitivity one flags them
+    assert session.flagged() == [i for i, p in sorted(probs.items()) if p >= 0.2] == _of(6, "small", "large")
+    session.threshold = Threshold.DEFAULT
+    assert session.flagged() == _of(6, "large")  # nothing ran again: the same results, decided anew
     spot = LoadedModel.load(find_model(discover([model_dir]), "spot"))  # has no high-sensitivity point
     assert Threshold.HIGH_SENSITIVITY.point(spot.manifest) == spot.manifest.threshold
     assert Threshold.DEFAULT.point(tiny.manifest).method_in_words == "Youden's J"
@@ -111,6 +120,22 @@ def test_a_custom_scope_check_plugs_in_beside_the_rule_check(tiny):
     session.run(tiny, TTAConfig(count=1))
     assert session.verdicts == {0: None, 1: SCOUT, 2: rule_check(None, session.inputs[2]), 3: SCOUT}
     assert session.verdicts[2].kind is Kind.BLANK
+
+
+def test_an_out_of_scope_slice_is_flagged_at_neither_point_unless_the_reader_includes_it(tiny):
+    def scout(item, prepared):
+        return SCOUT if item.path.stem in ("s4", "s5") else None  # a small disc and a large one
+
+    session = Session(_slices(6), scope=(rule_check, scout))
+    session.run(tiny, TTAConfig(count=1))
+    assert session.flagged() == _of(6, "large", but=(5,))
+    session.threshold = Threshold.HIGH_SENSITIVITY
+    assert session.flagged() == _of(6, "small", "large", but=(4, 5))
+    assert session.decision(4).out_of_scope == session.decision(5).out_of_scope == "a scout image"
+    session.include_out_of_scope = True
+    assert session.flagged() == _of(6, "small", "large")
+    session.threshold = Threshold.DEFAULT
+    assert session.flagged() == _of(6, "large")
 
 
 def test_step_flagged_wraps_and_a_new_model_keeps_the_marks(tiny, tmp_path):
