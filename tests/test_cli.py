@@ -199,7 +199,6 @@ def test_a_blank_png_is_out_of_scope_with_its_reason(model_dir, tmp_path):
 def test_predict_report_writes_the_windows_pdf_with_the_caveat_and_the_readers_marks(model_dir, tmp_path, capsys):
     """Issue 25.1: `brainmri predict --report FILE.pdf` writes what File > Export report writes (the same function),
     with the map's caveat and the marks the reader saved in the window; the CSV names the model's version."""
-    from brainmri_desktop.core import runtime
     from brainmri_desktop.core.gradcam import GradCAM
     from brainmri_desktop.core.inference import LoadedModel
     from brainmri_desktop.core.io import load_paths
@@ -227,7 +226,7 @@ def test_predict_report_writes_the_windows_pdf_with_the_caveat_and_the_readers_m
     model = LoadedModel.load(entry)
     session = Session(slices, ReviewStore(slices))
     session.run(model)
-    list(write_pdf_with_maps(StudyReport.of(session, runtime.device_description()), tmp_path / "w.pdf", session,
+    list(write_pdf_with_maps(StudyReport.of(session, model.device), tmp_path / "w.pdf", session,
                              GradCAM(model)))
     strip = lambda t: [line for line in t.splitlines() if not line.startswith("Date: ")]  # noqa: E731
     assert strip(pdf_text((tmp_path / "w.pdf").read_bytes())) == strip(text)

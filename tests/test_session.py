@@ -214,10 +214,12 @@ def test_the_models_own_score_puts_unlike_images_out_of_scope_from_the_identity_
     session.run(model, TTAConfig(count=1))
     scores = np.array([session.results[i].ood_score for i in range(16)])
     images = np.stack([session.inputs[i].image for i in range(16)])
-    logits, feats = run_scoring(scoring_model(model.keras_model, model.ood), images, "unit", model.ood.grid)
+    # the session ran the package's ONNX graphs; the Keras model scores the same features
+    keras_model = LoadedModel.load(entry, "keras").keras_model
+    logits, feats = run_scoring(scoring_model(keras_model, model.ood), images, "unit", model.ood.grid)
     np.testing.assert_allclose(scores, model.ood.score(feats), rtol=1e-4)
     np.testing.assert_allclose(model.logits(images), logits, rtol=1e-4, atol=1e-5)
-    plain = LoadedModel(entry, entry.manifest, model.keras_model)  # the same network without its scope fit
+    plain = LoadedModel(entry, entry.manifest, keras_model)  # the same network without its scope fit
     without = predict(plain, [session.inputs[i] for i in range(16)], TTAConfig(count=1))
     np.testing.assert_allclose([r.probability for r in without], [session.results[i].probability for i in range(16)],
                                rtol=1e-5)
