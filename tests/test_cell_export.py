@@ -23,7 +23,7 @@ def test_a_cell_scored_run_exports_and_predicts_with_its_map(tmp_path):
     assert brainmri_train(["export", str(run), "--to", str(models), "--id", "cells", "--force"]) == 0
     entry = find_model(discover([models]), "cells")
     assert entry.manifest.gradcam_layer == CELL_EVIDENCE
-    model = LoadedModel.load(entry)
+    model = LoadedModel.load(entry, "keras")  # the reference Keras model the ONNX graphs were checked against
     assert model.keras_model.get_layer("head_cells") is not None
     image = next((data / "yes").iterdir())
     out_csv = tmp_path / "out.csv"

@@ -134,6 +134,34 @@ def test_cell_score_fixes_the_grad_cam_layer():
     assert gradcam_layer("resnet50", cell_score=True) == CELL_EVIDENCE
 
 
+
+def test_fine_cells_lie_on_conv3s_grid_and_begin_as_the_coarse_model_they_start_from(tmp_path):
+    """ResNet50 fine cells (issue 27, second round): the map is twice as fine as conv4's, and a run that starts from
+    a coarse cell model's weights starts with that model's scores (the fine branch begins at zero), so what it learns
+    is measured from the shipped model, not from a new head."""
+    import keras
+
+    from trainer.architectures import load_weights_by_name
+
+    keras.utils.set_random_seed(0)
+    coarse = build(ArchConfig(arch="resnet50", cell_score=True, l2=0.0))
+    fine = build(ArchConfig(arch="resnet50", cell_score=True, fine_cells=True, l2=0.0))
+    coarse.save(tmp_path / "model.keras")
+    copied = load_weights_by_name(fine, tmp_path)
+    assert copied == sum(1 for layer in fine.layers if layer.weights) - 1  # all but the fine branch
+    image = np.random.default_rng(0).normal(0, 40, (3, 64, 64, 3)).astype(np.float32)  # no blank: every cell is head
+    assert fine.get_layer(CELL_EVIDENCE).output.shape[1:] == (None, None, 64)
+    evidence = keras.Model(fine.input, fine.get_layer(CELL_EVIDENCE).output)(image)
+    assert tuple(evidence.shape) == (3, 8, 8, 64)  # 64 px / 8, where the coarse grid is 4x4
+    np.testing.assert_allclose(np.asarray(fine(image)), np.asarray(coarse(image)), rtol=1e-4, atol=1e-6)
+
+
+def test_fine_cells_need_a_cell_scored_resnet50_at_a_multiple_of_16():
+    for bad in ({"arch": "cnn", "cell_score": True}, {"arch": "resnet50"},
+                {"arch": "resnet50", "cell_score": True, "img_size": 120}):
+        with pytest.raises(ValueError, match="fine_cells"):
+            validate(TrainConfig.from_dict({"data": ["x"], "fine_cells": True, **bad}))
+
 def test_the_deletion_test_sees_that_the_maps_top_cells_carry_the_score(trained, tmp_path):
     import cv2
 

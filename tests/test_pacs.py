@@ -790,7 +790,7 @@ def test_the_report_carries_each_marks_reader_and_time_and_a_disagreed_capture_s
     assert "NOT REVIEWED" in comments[uids[3]] and all(caveat.upper() in c for c in comments.values())
 
 
-def _session_with(paths: list[Path], model_dir, probabilities: list[float], verdicts: dict[int, str]):
+def _session_with(paths: list[Path], model_dir, probabilities: list[float], verdicts: dict):
     from brainmri_desktop.core.inference import SliceResult
     from brainmri_desktop.core.io import load_paths
     from brainmri_desktop.core.model_choice import find_model
@@ -821,7 +821,10 @@ def test_the_report_says_what_decided_out_of_scope_slices_and_which_threshold_wa
     from brainmri_desktop.core.session import Threshold
 
     paths = scanner_series(tmp_path, generate_uid(), n=2)
-    session = _session_with(paths, model_dir, [0.9, 0.1], {0: "a localiser"})
+    from brainmri_desktop.core.scope import Kind, ScopeVerdict, Status
+
+    localiser = ScopeVerdict(Status.OUT, Kind.LOCALISER, "a localiser (scout) image")  # header evidence
+    session = _session_with(paths, model_dir, [0.9, 0.1], {0: localiser})
     session.include_out_of_scope = True
     named, items = _sr_of(session)
     flags = [i.ConceptCodeSequence[0].CodeMeaning for i in items if i.ConceptNameCodeSequence[0].CodeValue == "FLAG"]

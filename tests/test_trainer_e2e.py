@@ -44,7 +44,8 @@ def test_train_export_and_predict(tiny_data, tmp_path, capsys):
     assert brainmri_train(["export", str(run), "--to", str(models), "--id", "synthetic-cnn", "--force"]) == 0
     entry = find_model(discover([models]), "synthetic-cnn")
     assert entry.manifest.temperature == pytest.approx(results["temperature"])
-    assert LoadedModel.load(entry).keras_model is not None
+    assert LoadedModel.load(entry, "keras").keras_model is not None
+    assert LoadedModel.load(entry).runtime == "onnx"  # export wrote the graphs the application runs
     out_csv = tmp_path / "out.csv"
     image = next((tiny_data / "yes").iterdir())
     assert brainmri(["predict", "--models-dir", str(models), "--model", "synthetic-cnn", "--cam-dir",
@@ -155,7 +156,7 @@ def test_lesion_guidance_trains_on_masks_and_exports_the_plain_classifier(tmp_pa
     history = json.loads((run / "checkpoints" / "state.json").read_text())["history"]
     assert all(np.isfinite(h["lesion_loss"]) and "val_prob_auc" in h for h in history)
     assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "guided", "--force"]) == 0
-    model = LoadedModel.load(find_model(discover([tmp_path / "models"]), "guided")).keras_model
+    model = LoadedModel.load(find_model(discover([tmp_path / "models"]), "guided"), "keras").keras_model
     assert [layer.name for layer in model.layers if layer.name == "lesion"] == []
     assert len(model.outputs) == 1
     card = (tmp_path / "models" / "guided" / "MODEL_CARD.md").read_text()
@@ -169,7 +170,7 @@ def test_lesion_evidence_is_part_of_the_exported_classifier(tmp_path):
     assert _train(data, run, "--epochs", "1", "--lesion-weight", "1.0", "--lesion-evidence") == 0
     assert json.loads((run / "config.json").read_text())["lesion_evidence"] is True
     assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "evidence", "--force"]) == 0
-    loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "evidence"))
+    loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "evidence"), "keras")
     names = [layer.name for layer in loaded.keras_model.layers]
     assert {"lesion", "lesion_peak", "evidence"} <= set(names)
     image = np.zeros((1, 32, 32), np.float32)
@@ -190,7 +191,7 @@ def test_mixed_precision_trains_and_exports_a_float32_classifier(tmp_path):
     saved = keras.models.load_model(run / "model.keras", compile=False)
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     assert brainmri_train(["export", str(run), "--to", str(tmp_path / "models"), "--id", "bf16", "--force"]) == 0
-    loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "bf16"))
+    loaded = LoadedModel.load(find_model(discover([tmp_path / "models"]), "bf16"), "keras")
     assert {layer.dtype_policy.name for layer in loaded.keras_model.layers} == {"float32"}
     assert "mixed_bfloat16" in (tmp_path / "models" / "bf16" / "MODEL_CARD.md").read_text()
 

@@ -16,6 +16,10 @@ CELL_FEATURES = {"cnn": "block3_relu", "resnet50": "conv4_block6_out"}
 CELL_EVIDENCE = "cell_evidence"
 # How many input pixels a cell of that layer spans, and how the backbone rounds odd sizes (HeadCells).
 _CELL_STRIDE = {"cnn": (4, "valid"), "resnet50": (16, "same")}
+# Fine cells (ResNet50): conv3's grid, twice as fine as conv4's (14x14 at 112 px), where a small tumour can own a cell;
+# conv4's cell features, upsampled, bring the context conv3 lacks.
+FINE_CELL_FEATURES = "conv3_block4_out"
+FINE_CELL_STRIDE = 8
 
 
 def gradcam_layer(arch: str, chosen: str | None = None, cell_score: bool = False) -> str:
@@ -38,6 +42,7 @@ class ArchConfig:
     # The logit is a smooth maximum of per-cell tumour logits over the cells inside the head (issue 27): no globally
     # pooled path reaches it, so Grad-CAM of the score shows the cells that carry it.
     cell_score: bool = False
+    fine_cells: bool = False  # ResNet50 cell score on conv3's grid (FINE_CELL_FEATURES)
 
 
 def _head(x, keras, dropout: float):
@@ -58,23 +63,31 @@ def _logit(x, features, keras, cfg: ArchConfig, reg=None):
     return keras.layers.Dense(1, kernel_regularizer=reg, name="logit")(x)
 
 
-def _cell_logit(inputs, features, keras, cfg: ArchConfig, reg=None):
+def _cell_logit(inputs, features, keras, cfg: ArchConfig, reg=None, fine=None):
     """The image logit read from a per-cell map: the seed's dual-branch head as two per-cell branches (a 1x1 and a 3x3
     convolution, the latter letting a cell see its neighbours) merged, then 64 features per cell, zeroed outside the
     head (`cell_evidence`, Grad-CAM's layer), one tumour logit per cell (`cell_logit`, which the lesion loss
     supervises) and their smooth maximum over the head's cells (`logit`). `cell_logit` is linear in `cell_evidence`,
-    so Grad-CAM of `logit` there is each inside cell's logit less the bias, over the cell count: its peak is the map's."""
+    so Grad-CAM of `logit` there is each inside cell's logit less the bias, over the cell count: its peak is the map's.
+    With `fine` features (a grid twice as fine), the merged branches are upsampled onto that grid and a 1x1 branch of
+    the fine features is added; it starts at zero, so a run begun from a coarse model's weights begins as that model
+    (each coarse cell repeated over its four fine cells)."""
     from brainmri_desktop.core.cell_layers import HeadCells, MaskedLogSumExp
 
     from .config import model_normalisation
     from .train_graph import input_affine
 
-    stride, padding = _CELL_STRIDE[cfg.arch]
+    stride, padding = (FINE_CELL_STRIDE, "same") if fine is not None else _CELL_STRIDE[cfg.arch]
     # what a pixel that preprocessing blanked (0) becomes in the model's input: the normalisation's offset
     background = tuple(float(v) for v in input_affine(model_normalisation(cfg.arch))[1])
     a = keras.layers.Conv2D(128, 1, kernel_regularizer=reg, name="cell_branch_a")(features)
     b = keras.layers.Conv2D(128, 3, padding="same", kernel_regularizer=reg, name="cell_branch_b")(features)
     x = keras.layers.Add(name="cell_merge")([a, b])
+    if fine is not None:
+        x = keras.layers.UpSampling2D(2, interpolation="nearest", name="cell_upsample")(x)
+        c = keras.layers.Conv2D(128, 1, kernel_initializer="zeros", kernel_regularizer=reg,
+                                name="cell_branch_fine")(fine)
+        x = keras.layers.Add(name="cell_merge_fine")([x, c])
     x = keras.layers.ReLU(name="cell_relu")(x)
     x = keras.layers.SpatialDropout2D(cfg.head_dropout / 2, name="cell_dropout")(x)
     x = keras.layers.Conv2D(64, 1, activation="relu", kernel_regularizer=reg, name="cell_hidden")(x)
@@ -137,8 +150,8 @@ def build_resnet50(cfg: ArchConfig):
     base = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=inputs)
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
     if cfg.cell_score:  # the backbone stops at the cells' layer: what lies above it is left out of the graph
-        logit = _cell_logit(inputs, base.get_layer(CELL_FEATURES["resnet50"]).output, keras,
-                            cfg, reg)
+        fine = base.get_layer(FINE_CELL_FEATURES).output if cfg.fine_cells else None
+        logit = _cell_logit(inputs, base.get_layer(CELL_FEATURES["resnet50"]).output, keras, cfg, reg, fine)
     else:
         x = keras.layers.GlobalAveragePooling2D(name="gap")(base.output)
         a = _dense_bn(x, keras, 512, cfg.head_dropout, reg, "branch_a")

@@ -103,7 +103,9 @@ def _supervision_line(cfg: dict) -> str:
     line = "- Supervision: the slice label (tumour / no tumour)"
     if cfg.get("cell_score"):
         return line + (" on the score, which is a smooth maximum (LogSumExp, learnt sharpness) of per-cell tumour "
-                       "logits over the cells inside the head (`cell_logit`, pooled by `logit`); no globally pooled "
+                       "logits over the cells inside the head (`cell_logit`, pooled by `logit`"
+                       + ("; cells on conv3's 8-pixel grid, conv4's cell features upsampled onto it"
+                          if cfg.get("fine_cells") else "") + "); no globally pooled "
                        "path reaches it. A lesion loss (weight "
                        f"{cfg.get('lesion_weight', 0):g}) trains the same cells on the LGG masks and Br35H outlines of "
                        "the training images (and that no-tumour slices have none). Grad-CAM reads `cell_evidence`, "

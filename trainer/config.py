@@ -50,6 +50,9 @@ class TrainConfig:
     # The logit is a smooth maximum of per-cell tumour logits inside the head (ArchConfig.cell_score); the lesion loss
     # then supervises those cells and Grad-CAM reads the evidence they score.
     cell_score: bool = False
+    # ResNet50 only: the cells lie on conv3's grid (8 px, 14x14 at 112 px) instead of conv4's (16 px), conv4's cell
+    # features upsampled onto it (ArchConfig.fine_cells): a small tumour can own a cell.
+    fine_cells: bool = False
     # Backbone layers up to and including this one stay frozen in every stage (their BatchNorm too): on two CPU cores
     # a ResNet50's early stages cost most of the backward pass and gain least from fine-tuning. None trains them all.
     freeze_through: str | None = None
@@ -144,6 +147,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.cell_score and (cfg.lesion_evidence or cfg.gradcam_layer is not None):
         raise ValueError("cell_score fixes the Grad-CAM layer (the evidence its cells score): "
                          "it cannot be combined with lesion_evidence or gradcam_layer")
+    if cfg.fine_cells and not (cfg.cell_score and cfg.arch == "resnet50"):
+        raise ValueError("fine_cells puts a ResNet50's cell score on conv3's grid: it needs arch = resnet50 and cell_score")
+    if cfg.fine_cells and cfg.img_size % 16:
+        raise ValueError("fine_cells needs img_size a multiple of 16 (conv4's upsampled grid must meet conv3's)")
     if cfg.freeze_through is not None and cfg.arch != "resnet50":
         raise ValueError("freeze_through names a ResNet50 backbone layer; the CNN trains whole")
     from .train_graph import PRECISIONS

@@ -235,7 +235,7 @@ def _open_session(ckpt: _Checkpoints, cfg: TrainConfig, resume: bool, command: s
 
 def _arch_config(cfg: TrainConfig) -> ArchConfig:
     return ArchConfig(arch=cfg.arch, head_dropout=cfg.dropout, backbone_weights=cfg.backbone_weights,
-                      lesion_evidence=cfg.lesion_evidence, cell_score=cfg.cell_score)
+                      lesion_evidence=cfg.lesion_evidence, cell_score=cfg.cell_score, fine_cells=cfg.fine_cells)
 
 
 def _build_graphs(cfg: TrainConfig, log) -> tuple:

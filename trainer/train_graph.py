@@ -83,4 +83,4 @@ def hardware() -> dict:
 
     from brainmri_desktop.core import backend, runtime
 
-    return {"backend": backend.name(), "device": runtime.device_description(), "cpu_cores": os.cpu_count()}
+    return {"backend": backend.name(), "device": runtime.device_description("keras"), "cpu_cores": os.cpu_count()}
