@@ -390,3 +390,16 @@ def test_the_card_counts_confident_tumour_slices_each_check_hides_before_and_aft
     assert blank["out"] == blank["hidden_before"] == blank["hidden_after"] >= 1  # the empty frame, whatever else
     lines = hidden_lines({"a": row})
     assert lines.startswith(HIDDEN_TITLE) and f"| {distance['hidden_before']} / 0 |" in lines
+
+
+def test_what_a_package_says_it_was_trained_on_names_the_planes_only_tumours_came_in():
+    """figshare (in kaggle-4class) brings sagittal and coronal slices that are all tumours: a package trained on it
+    says so, and does not claim it never saw those planes; one trained without it does not mention them."""
+    from trainer.config import TrainConfig
+    from trainer.scope_fit import trained_on
+
+    with_figshare = trained_on(TrainConfig.from_dict({"data": ["../shared/data/kaggle-4class", "x/lgg-flair"]}))
+    assert "every one a tumour" in with_figshare["orientations_note"]
+    assert with_figshare["not_seen"][0].startswith("tumour-free sagittal or coronal")
+    without = trained_on(TrainConfig.from_dict({"data": ["x/lgg-flair"], "exclude_sources": []}))
+    assert "orientations_note" not in without and without["not_seen"][0].startswith("sagittal, coronal")

@@ -354,7 +354,9 @@ def hidden_lines(hidden: dict[str, dict]) -> str:
              "from the pixels still hide. The plane check hides sagittal and coronal pictures whatever their "
              "probability: the models' scope is axial slices, although kaggle-4class's figshare images, which the "
              "bundled models trained on, include sagittal and coronal T1 post-contrast tumour slices (most of "
-             "what it hides there).", "",
+             "what it hides there). Every figshare slice shows a tumour and no other source gives those planes, so "
+             "training saw no tumour-free sagittal or coronal slice: a score there may read the plane, not a "
+             "lesion.", "",
              "| source | tumour slices | at or over the threshold | " + " | ".join(
                  f"{c}: hidden before / after" for c in SCOPE_CHECKS) + " |",
              "|---|---|---|" + "---|" * len(SCOPE_CHECKS)]
