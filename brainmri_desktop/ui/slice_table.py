@@ -165,11 +165,12 @@ class SliceList(QWidget):
         """The rows of the given slices (all when None) and the summary, from the session."""
         self.model.refresh(rows)  # the proxy filters and sorts the changed rows again by itself (dynamicSortFilter)
         n, done = len(session.slices), len(session.results)
-        flagged = session.flagged()
-        outside = sum(1 for d in session.decisions().values() if d.out_of_scope)
+        decisions = session.decisions().values()  # once: this runs after every chunk of a triage
+        flagged = sum(1 for d in decisions if d.flagged)
+        outside = sum(1 for d in decisions if d.out_of_scope)
         gated = "included by probability" if session.include_out_of_scope else "not flagged"
         best = max((r.probability for r in session.results.values()), default=None)
-        self.summary.setText(f"{len(flagged)} of {n} slices flagged"
+        self.summary.setText(f"{flagged} of {n} slices flagged"
                              + (f"; highest probability {best:.3f}" if best is not None else "")
                              + (f"; {outside} outside what the model was trained on ({gated})" if outside else "")
                              + ("" if session.complete else f" ({done} done)"))
