@@ -131,7 +131,8 @@ def report_commands(folder: Path, repeats: int = 3) -> None:
         for _ in range(repeats):
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "brainmri_desktop.cli", "predict", "--runtime", runtime, "--out",
-                            os.devnull, str(folder)], cwd=ROOT, check=True, capture_output=True)
+                            str(folder.parent / "predict.csv"), str(folder)], cwd=ROOT, check=True,
+                           capture_output=True)
             times.append(time.perf_counter() - t)
         print(f"brainmri predict --runtime {runtime} (default model, 384 slices, whole command): median "
               f"{sorted(times)[len(times) // 2]:.1f} s of {', '.join(f'{x:.1f}' for x in times)}")

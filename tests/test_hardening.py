@@ -171,3 +171,23 @@ def test_patient_identity_never_reaches_exports_or_logs(qtbot, model_dir, tmp_pa
                 assert s not in searched, f"{s} found in {path}"
     for s in sentinels:
         assert s not in caplog.text
+
+
+def test_an_output_that_is_a_pipe_or_device_is_written_in_place_not_replaced_by_a_file(tmp_path):
+    """`brainmri predict --out /dev/null` as root once put a regular file where /dev/null was (the atomic rename):
+    a path that exists and is not a regular file is written through, and stays what it was. A FIFO stands in for
+    the device here, so that a regression cannot break the machine that runs the test."""
+    import stat
+    import threading
+
+    from brainmri_desktop.core import atomic
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    atomic.atomic_write_text(fifo, "slice,probability\n")
+    reader.join(10)
+    assert read == [b"slice,probability\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]

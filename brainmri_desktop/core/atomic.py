@@ -26,6 +26,12 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """`write(f)` fills the file (np.savez, say, streaming what would not fit in memory twice); a temporary name of
     this process's own, so two processes writing the same path at once each leave a whole file."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # a device, pipe or terminal (`--out /dev/null`, `/dev/stdout`, a FIFO): renaming over it would put a file
+        # where the device was (as root, /dev/null itself), so it is written in place; a folder fails to open
+        with open(path, "wb") as f:
+            write(f)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
