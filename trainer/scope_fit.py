@@ -54,8 +54,9 @@ SOURCE_CONTENTS = {
 
 def trained_on(cfg: TrainConfig) -> dict:
     sources = [root.name for root in cfg.data if root.name not in cfg.exclude_sources]
+    figshare = "kaggle-4class" in sources  # its only sagittal and coronal slices, every one a tumour
     planes = {"orientations": ["axial"]}
-    if "kaggle-4class" in sources:
+    if figshare:
         planes["orientations_note"] = ("kaggle-4class's figshare part adds sagittal and coronal slices, every one a "
                                        "tumour: with no tumour-free slice in those planes a score there may read "
                                        "the plane, so they stay out of scope (the plane is read from the pixels)")
@@ -63,7 +64,7 @@ def trained_on(cfg: TrainConfig) -> dict:
         **planes,
         "sequences": {s: SOURCE_CONTENTS.get(s, "not recorded") for s in sorted(sources)},
         "input_kinds": ["2-D greyscale slices as 8-bit PNG or JPEG (exported from DICOM by their publishers)"],
-        "not_seen": [("tumour-free sagittal or coronal slices, steeply oblique slices" if "orientations_note" in planes
+        "not_seen": [("tumour-free sagittal or coronal slices, steeply oblique slices" if figshare
                       else "sagittal, coronal or steeply oblique slices"), "diffusion (DWI, ADC, trace), EPI, fMRI, "
                      "perfusion", "localisers, reformats, projections (MIP)", "other modalities (CT, ultrasound, ...)"],
     }
