@@ -136,3 +136,9 @@ def test_the_preprocessing_cache_is_written_whole_and_read_back(tmp_path):
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") or "tmp" in p.name] == []
     again = build_cache(samples, spec, tmp_path / "cache", workers=1)
     assert np.array_equal(built.images, again.images) and np.array_equal(built.hashes, again.hashes)
+
+
+def test_a_lesion_target_the_trainer_does_not_know_is_refused():
+    with pytest.raises(ValueError, match="lesion_target"):
+        validate(TrainConfig.from_dict({"data": ["x"], "lesion_target": "center"}))
+    validate(TrainConfig.from_dict({"data": ["x"], "lesion_target": "centre"}))

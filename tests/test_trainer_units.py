@@ -150,6 +150,20 @@ def test_lesion_targets_give_each_cell_its_tumour_share_and_whether_it_is_known(
     np.testing.assert_allclose(targets[..., 1], [np.ones((2, 2)), np.zeros((2, 2))])
 
 
+def test_centre_lesion_targets_light_the_cell_whose_centre_the_tumour_covers():
+    from trainer.dataset import LesionTargets
+
+    # 16-pixel cells: a rim of tumour along the top of cell (0, 0), away from its centre, and a small blob on the
+    # centre of cell (0, 1). The map draws each cell's value at its centre, so "centre" should prefer (0, 1).
+    masks = np.zeros((1, 32, 32), np.uint8)
+    masks[0, 0:4, 0:16] = 255
+    masks[0, 6:10, 22:26] = 255
+    share = LesionTargets(masks, np.array([True]), grid=2).batch(masks, np.array([0]))[0, ..., 0]
+    centre = LesionTargets(masks, np.array([True]), grid=2, target="centre").batch(masks, np.array([0]))[0, ..., 0]
+    np.testing.assert_allclose(share, [[0.25, 0.0625], [0.0, 0.0]], atol=1e-3)
+    np.testing.assert_allclose(centre, [[0.0, 0.25], [0.0, 0.0]], atol=1e-3)
+
+
 def test_lesion_loss_ignores_images_whose_tumour_region_is_unknown():
     from trainer.architectures import lesion_loss
 

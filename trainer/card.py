@@ -108,7 +108,9 @@ def _supervision_line(cfg: dict) -> str:
                           if cfg.get("fine_cells") else "") + "); no globally pooled "
                        "path reaches it. A lesion loss (weight "
                        f"{cfg.get('lesion_weight', 0):g}) trains the same cells on the LGG masks and Br35H outlines of "
-                       "the training images (and that no-tumour slices have none). Grad-CAM reads `cell_evidence`, "
+                       "the training images (and that no-tumour slices have none)"
+                       + (", each cell's target being the part of its central half inside the tumour"
+                          if cfg.get("lesion_target") == "centre" else "") + ". Grad-CAM reads `cell_evidence`, "
                        "the features those cells score, so its peak is the cell that carries the score.")
     if cfg.get("lesion_weight"):
         line += (f", plus a lesion loss (weight {cfg['lesion_weight']:g}) during training: a 1x1 convolution on the "

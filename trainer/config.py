@@ -9,6 +9,8 @@ from pathlib import Path
 
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
+from .dataset import LESION_TARGETS
+
 
 @dataclass(frozen=True)
 class DataRoot:
@@ -46,6 +48,10 @@ class TrainConfig:
     intensity_scale: str = "percentiles"  # percentiles | median (see PreprocessSpec)
     # Weight of the auxiliary lesion loss (tumour masks and outlines on the Grad-CAM layer); 0 trains without it.
     lesion_weight: float = 0.0
+    # What a cell of the lesion loss learns: "share", the part of the whole cell inside the tumour; "centre", the part
+    # of the cell's central half (a square of half its side). The window draws each cell's value at the cell's centre,
+    # so a small tumour lying across cells should light the cell whose centre it covers.
+    lesion_target: str = "share"
     lesion_evidence: bool = False  # the classifier's logit also reads the peak of that tumour map (ArchConfig)
     # The logit is a smooth maximum of per-cell tumour logits inside the head (ArchConfig.cell_score); the lesion loss
     # then supervises those cells and Grad-CAM reads the evidence they score.
@@ -142,6 +148,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("schedule must be plateau or cosine")
     if cfg.lesion_weight < 0:
         raise ValueError("lesion_weight must be 0 or more")
+    if cfg.lesion_target not in LESION_TARGETS:
+        raise ValueError(f"lesion_target must be one of {', '.join(LESION_TARGETS)}")
     if cfg.lesion_evidence and cfg.gradcam_layer is not None:
         raise ValueError("lesion_evidence reads the architecture's last block; it cannot be combined with gradcam_layer")
     if cfg.cell_score and (cfg.lesion_evidence or cfg.gradcam_layer is not None):

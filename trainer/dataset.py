@@ -139,13 +139,26 @@ class LesionTargets:
     masks: np.ndarray  # N x S x S uint8
     known: np.ndarray  # N bool
     grid: int
+    target: str = "share"  # one of LESION_TARGETS (TrainConfig.lesion_target)
 
     def batch(self, masks_u8: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """(B, grid, grid, 2): the share of each cell inside the tumour, and whether that is known."""
-        g = self.grid
-        share = np.stack([cv2.resize(m, (g, g), interpolation=cv2.INTER_AREA) for m in masks_u8]).astype(np.float32)
+        """(B, grid, grid, 2): the share of each cell (or of its central half) inside the tumour, and whether that is
+        known."""
+        share = np.stack([cell_share(m, self.grid, self.target) for m in masks_u8])
         known = np.broadcast_to(self.known[idx, None, None].astype(np.float32), share.shape)
-        return np.stack([share / 255.0, known], axis=-1)
+        return np.stack([share, known], axis=-1)
+
+
+LESION_TARGETS = ("share", "centre")
+
+
+def cell_share(mask_u8: np.ndarray, grid: int, target: str = "share") -> np.ndarray:
+    """(grid, grid) float32 in [0, 1]: the part of each cell inside the tumour ("share"), or of the square of half the
+    cell's side around its centre ("centre": each cell's four middle sixteenths)."""
+    if target == "share":
+        return cv2.resize(mask_u8, (grid, grid), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    quarters = cv2.resize(mask_u8, (4 * grid, 4 * grid), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    return quarters.reshape(grid, 4, grid, 4)[:, 1:3, :, 1:3].mean(axis=(1, 3))
 
 
 def batch_order(n: int, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:

@@ -286,7 +286,7 @@ def _sequences(f: _Fit, stage: Stage, initial: int):
         probe = np.zeros((1, stage.size, stage.size, 3), np.float32)
         grid = int(f.trainee(probe, training=False)["lesion"].shape[1])
         cache = f.prepared.cache
-        targets = {part: LesionTargets(cache.masks[idx], cache.has_mask[idx], grid)
+        targets = {part: LesionTargets(cache.masks[idx], cache.has_mask[idx], grid, f.cfg.lesion_target)
                    for part, idx in (("train", f.train_idx), ("val", f.val_idx))}
     cfg, prepared = f.cfg, f.prepared
     train_seq = make_sequence(prepared.images(f.train_idx), prepared.labels[f.train_idx], f.weights, cfg.batch_size,
