@@ -208,6 +208,11 @@ def test_leave_out_rows_compare_recipes_by_value_and_flag_old_epoch_choice(tmp_p
     assert "differs" not in rows["new"] and "optimistic" not in rows["new"] and "0.700 (0.600-0.800)" in rows["new"]
     assert rows["new"].endswith("| 0.450 (0.300-0.600) / - |") and rows["old"].endswith("| - / - |")
     assert "differs from this model's" in rows["other"]
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "warm" / "config.json").write_text(json.dumps({**cfg, "init_from": "resources/models/brainmri-x"}))
+    (tmp_path / "warm" / "results.json").write_text(json.dumps({**held, "early_stopping_images": 10}))
+    warm = next(line for line in _leave_out_lines([tmp_path / "warm"], cfg) if line.startswith("| lgg"))
+    assert "weights of `brainmri-x`" in warm and "optimistic" in warm
     scaled = {**cfg, "intensity_scale": "median"}  # the scale changes what the model sees: another recipe
     assert "differs from this model's" in next(line for line in _leave_out_lines([tmp_path / "new"], scaled)
                                                if line.startswith("| lgg"))

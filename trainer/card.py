@@ -162,6 +162,10 @@ def _leave_out_lines(runs: list[Path], cfg: dict, mid_brain: dict[str, dict] | N
             recipe += " (differs from this model's)"
         if "early_stopping_images" not in res:  # runs of trainer 0.1 chose their best epoch on every source
             recipe += " (best epoch chosen with the left-out source in view: optimistic)"
+        if rcfg.get("init_from"):
+            recipe += (f", started from the weights of `{Path(rcfg['init_from']).name}`: the left-out images are new "
+                       "to this run, not necessarily to those weights (optimistic where their training saw that "
+                       "source)")
         for src in res.get("excluded_sources") or []:
             val = res["validation_by_source"].get(src)
             test = (res.get("test_by_source") or {}).get(src)
