@@ -149,6 +149,22 @@ def test_ood_fit_and_score_round_trip_separates_stripes_from_heads():
     assert again.layers == layers and again.grid == 2
 
 
+def test_a_channel_silent_in_training_cannot_throw_an_ordinary_image_far():
+    """The 128 px ResNet50's first fit: six channels silent on every training image, and a faint response in one of
+    them put ordinary validation slices at distances of 10^4, which then set the threshold."""
+    from trainer.scope_fit import fit_detector
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(1.0, 0.2, (300, 24))
+    train[:, 5] = 0.0  # a ReLU channel that never fired in training
+    detector = fit_detector(train, ("block1_relu",), n_components=8)
+    typical = rng.normal(1.0, 0.2, (50, 24))
+    typical[:, 5] = 0.0
+    faint = typical.copy()
+    faint[:, 5] = 0.01  # the same slices with that channel barely lit
+    assert np.median(detector.score(faint)) < 1.5 * np.median(detector.score(typical))
+
+
 def test_threshold_counts_blank_slices_against_each_source():
     from trainer.scope_fit import choose_threshold
 

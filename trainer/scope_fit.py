@@ -36,6 +36,10 @@ MAX_OUT = 0.02  # share of each development source's validation slices allowed o
 # modalities).
 ROUND_OFF = 1e-4
 N_COMPONENTS = 256  # eigen-directions kept exactly; the rest share their mean variance
+# A feature's spread counts as at least this share of the median feature's: a channel silent on every training image
+# (spread 0) otherwise divides a faint response elsewhere by almost nothing. The 128 px ResNet50's fit had six such
+# channels, which put a few ordinary validation slices at distances of 10^4 and so set the threshold there (2026-12-04).
+MIN_SCALE_SHARE = 0.1
 # The features: cell means of these layers (the Grad-CAM layer and the earlier stages, which see texture and contrast)
 # over a grid x grid of cells. Chosen on the bundled CNN's validation slices and test material (see card): 2x2 cells
 # of all three blocks detected other modalities on 59 % where one global mean of the last block did on 8 %, patterns
@@ -77,7 +81,8 @@ def fit_detector(features: np.ndarray, layers: tuple[str, ...], grid: int = 1,
     from sklearn.covariance import LedoitWolf
 
     x = np.asarray(features, np.float64)
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    mean, spread = x.mean(axis=0), x.std(axis=0)
+    scale = np.maximum(spread, MIN_SCALE_SHARE * np.median(spread) + 1e-6)
     cov = LedoitWolf().fit((x - mean) / scale).covariance_
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1]
