@@ -288,3 +288,29 @@ def test_out_of_scope_slices_are_greyed_with_their_reason_and_the_switch_flags_t
     assert all(r["out_of_scope"] == "" for i, r in enumerate(rows) if i != blank)
     switch.trigger()
     assert not s.include_out_of_scope and blank not in s.flagged()
+
+
+def test_triage_progress_paints_with_the_event_loop_not_at_once(window, qtbot):
+    """QProgressBar.setValue repaints synchronously; under a busy engine thread that repaint waited for the GIL (a
+    50 ms stall of the event loop in the bench). The status bar records the value and paints on the next pass."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Paint:
+                Paints.count += 1
+            return False
+
+    area = window.status_area
+    area.start("Triage")
+    qtbot.waitExposed(window)
+    spy = Paints()
+    area.progress.installEventFilter(spy)
+    qtbot.wait(50)
+    Paints.count = 0
+    area.set_progress(37, 100)
+    assert area.progress.value() == 37 and area.progress.maximum() == 100
+    assert Paints.count == 0
+    qtbot.waitUntil(lambda: Paints.count > 0, timeout=2000)

@@ -27,8 +27,13 @@ class StatusArea:
         self.cancel_button.show()
 
     def set_progress(self, done: int, total: int) -> None:
+        # QProgressBar.setValue repaints at once; while the engine's thread holds the GIL that repaint waited up to
+        # 50 ms for it, once per chunk. With updates off it only records the value, and turning them on again asks
+        # for an ordinary paint, which the event loop coalesces with the rest.
+        self.progress.setUpdatesEnabled(False)
         self.progress.setMaximum(max(1, total))
         self.progress.setValue(done)
+        self.progress.setUpdatesEnabled(True)
 
     def stop(self) -> None:
         self.progress.hide()
