@@ -106,3 +106,47 @@ def test_device_script_trains_under_jax_without_tensorflow_resumes_and_the_run_e
     image = next((Path(str(read_config(tiny_config).data[0].path)) / "yes").iterdir())
     assert brainmri(["predict", "--models-dir", str(models), "--model", "from-jax", "--out",
                      str(tmp_path / "p.csv"), str(image)]) == 0
+
+
+def test_pair_script_brings_a_model_and_its_leave_one_out_twin_from_one_staged_pack(tmp_path):
+    """Both runs pause at their time budget and are finished at the epoch they reached, in the one call that brings
+    both back; the model exports here with the twin's figures in its card."""
+    from trainer.cli import main as brainmri_train
+    from trainer.remote import unpack_run
+
+    data = [write_labelled_folder(tmp_path / name, n_per_class=12, size=48, seed=k)
+            for k, name in enumerate(("seen", "left"))]
+    config = tmp_path / "config.toml"
+    # a cell-scored model: its layers live in the core, and a process that loads the run must know them
+    config.write_text('arch = "cnn"\nimg_size = 32\ncell_score = true\nepochs = 3\nbatch_size = 8\n'
+                      'augment = "moderate"\nworkers = 1\nbootstrap = 20\n' + "".join(f'\n[[data]]\npath = "{d}"\n' for d in data))
+    call = tmp_path / "call1"
+    pack_data(read_config(config), call / "data", log=lambda *_: None)
+    (call / "config.toml").write_bytes(config.read_bytes())
+    (tmp_path / "absent").mkdir()
+    (tmp_path / "absent" / "sitecustomize.py").write_text(ABSENT_THERE)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+           "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "absent")}
+    script = ["bash", str(ROOT / "scripts" / "gpu" / "pair_on_device.sh")]
+    first = subprocess.run([*script, str(call), "left", "0.001"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert "exit status: run 0, twin 0" in first.stdout
+    # a tiny run's pieces are few: the twin's come back in the same call
+    twin = unpack_run(tmp_path / "out" / "twin", tmp_path / "twin")
+    twin_results = json.loads((twin / "results.json").read_text())
+    assert twin_results["excluded_sources"] == ["left"] and twin_results["epochs_trained"] == 1
+    assert json.loads((twin / "config.json").read_text())["epochs"] == 1  # finished where the budget paused it
+    run = unpack_run(tmp_path / "out", tmp_path / "run")
+    assert json.loads((run / "results.json").read_text())["excluded_sources"] == []
+    # and the second form still hands them over, for pieces that did not fit
+    env["OUT"] = str(tmp_path / "out2")
+    (tmp_path / "out2").mkdir()
+    second = subprocess.run([*script, "--twin"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == sorted(
+        p.name for p in (tmp_path / "out" / "twin").iterdir())
+    models = tmp_path / "models"
+    assert brainmri_train(["export", str(run), "--to", str(models), "--id", "pair", "--force",
+                           "--leave-out", str(twin)]) == 0
+    card = (models / "pair" / "MODEL_CARD.md").read_text()
+    assert "| left | `twin` | cnn 32 px, 1 epochs |" in card

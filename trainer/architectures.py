@@ -206,6 +206,18 @@ def backbone_layer_names(model) -> list[str]:
     return [layer.name for layer in model.layers if layer.name.startswith(("conv", "pool"))]
 
 
+def load_run_model(run_dir):
+    """A run folder's `model.keras`, in safe mode (no code stored in the file runs), with the core's cell layers
+    registered: a cell-scored model names them, and Keras finds a layer class only once its module is imported."""
+    from pathlib import Path
+
+    import keras
+
+    from brainmri_desktop.core import cell_layers  # noqa: F401
+
+    return keras.models.load_model(Path(run_dir) / "model.keras", compile=False, safe_mode=True)
+
+
 def load_weights_by_name(model, source) -> int:
     """Copy the weights of a model package or run folder (`model.keras`) into `model`, layer by layer where the name
     and the weight shapes match; returns how many layers were copied. Raises ValueError when none match."""
@@ -217,7 +229,7 @@ def load_weights_by_name(model, source) -> int:
 
     source = Path(source)
     if (source / "model.keras").is_file():
-        donor = keras.models.load_model(source / "model.keras", compile=False, safe_mode=True)
+        donor = load_run_model(source)
     else:
         donor = load_keras_model(source, read_package(source))
     weights = {layer.name: layer.get_weights() for layer in donor.layers if layer.weights}

@@ -14,7 +14,7 @@ from brainmri_desktop.core.packages import user_models_dir, write_package
 from brainmri_desktop.core.preprocess import PreprocessSpec
 
 from . import __version__
-from .architectures import gradcam_layer
+from .architectures import gradcam_layer, load_run_model
 from .calibrate import TEMPERATURE_BOUNDS
 from .onnx_export import graph_files
 
@@ -81,8 +81,6 @@ def manifest_from_run(run_dir: Path, model_id: str | None = None, name: str | No
 def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, force: bool = False,
            name: str | None = None, explain: bool = True, leave_out_runs: list[Path] | None = None) -> Path:
     """Write the package; its model card is generated from the run, with Grad-CAM measured on validation."""
-    import keras
-
     from brainmri_desktop.core.inference import LoadedModel
     from brainmri_desktop.core.packages import ModelEntry
 
@@ -91,8 +89,7 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     from .faithfulness import deletion_test
 
     def run_model(run: Path, manifest: Manifest) -> LoadedModel:
-        model = keras.models.load_model(Path(run) / "model.keras", compile=False, safe_mode=True)
-        return LoadedModel(ModelEntry(Path(run), "dir", manifest=manifest), manifest, model)
+        return LoadedModel(ModelEntry(Path(run), "dir", manifest=manifest), manifest, load_run_model(run))
 
     run_dir = Path(run_dir)
     weak = weakness(json.loads((run_dir / "results.json").read_text()))
@@ -125,7 +122,7 @@ def export(run_dir: Path, to: Path | None = None, model_id: str | None = None, f
     # logit) adds nodes to the model it cuts that Keras cannot serialise where a layer also reads the input (a cell
     # model's HeadCells).
     def fresh():
-        return keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+        return load_run_model(run_dir)
 
     graphs = {}
     if backend.name() == "tensorflow":  # what ONNX Runtime runs in the application; TensorFlow traces the graphs

@@ -85,13 +85,13 @@ RUN_FILES = ("config.json", "split.json", "results.json", "predictions.npz", "ch
 def pack_run(run_dir: Path, out_dir: Path, piece_mb: float = 15) -> list[Path]:
     """A finished run as few files that may come back from the machine: one zip (no checkpoints; the model as its
     architecture and float16 weights; plots) cut into pieces of at most `piece_mb`, and run-index.json."""
-    import keras
-
     from brainmri_desktop.core.packages import weights_archive
+
+    from .architectures import load_run_model
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
+    model = load_run_model(run_dir)
     archive = out_dir / "run.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("model.architecture.json", model.to_json())
@@ -118,6 +118,8 @@ def unpack_run(in_dir: Path, run_dir: Path) -> Path:
     with zipfile.ZipFile(run_dir / "run.zip") as z:
         z.extractall(run_dir)
     (run_dir / "run.zip").unlink()
+    from brainmri_desktop.core import cell_layers  # noqa: F401 - a cell-scored model's config names its layers
+
     model = keras.models.model_from_json((run_dir / "model.architecture.json").read_text())
     with np.load(run_dir / "model.weights.npz", allow_pickle=False) as z:
         model.set_weights([z[f"w_{i}"].astype(np.float32) for i in range(len(z.files))])
