@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -358,3 +361,17 @@ def test_batches_built_by_worker_processes_under_jax_equal_those_of_one_worker(t
         assert Path(line["folder"]).parent == tmp_path and not Path(line["folder"]).exists()
     assert len(lines) == (2 if ending == "again" else 1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_augmenter_makes_no_network_call():
+    """albumentations asks PyPI for its latest version when imported unless told not to; the trainer imports it in
+    every batch worker, on machines with no network too."""
+    script = ("import sys, urllib.request\n"
+              "def refuse(*a, **k):\n    raise SystemExit('network call: ' + repr(a[1:2]))\n"
+              "urllib.request.OpenerDirector.open = refuse\n"
+              "from trainer.augment import build_augmenter\n"
+              "assert build_augmenter('heavy') is not None\n")
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]

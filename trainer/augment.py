@@ -13,6 +13,7 @@ mid-brain slices than one with 'heavy' (both near chance); it only learnt the so
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 
@@ -54,6 +55,9 @@ def build_augmenter(strength: str) -> Augmenter | None:
         raise ValueError(f"augmentation strength must be one of {STRENGTHS}")
     if strength == "none":
         return None
+    # Unless told not to, importing albumentations asks PyPI for its latest version (a 2 s timeout): in every batch
+    # worker, and on machines with no network. The trainer makes no network calls.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
 
     geometric = [
