@@ -51,7 +51,7 @@ twin_pid=$!
 while kill -0 "$run_pid" 2>/dev/null || kill -0 "$twin_pid" 2>/dev/null; do
   sleep 30
   for name in run twin; do
-    echo "[$name $(date +%T)] $(grep -E ' - loss| images/s|stage |early stopping|time budget|Error' "$WORK/pair-$name.log" \
+    echo "[$name $(date +%T)] $(grep -E 'val_(prob_)?auc|stage |early stopping|time budget|Traceback|Error:' "$WORK/pair-$name.log" \
       | tail -n 1 | cut -c1-400)"
   done
 done
