@@ -8,4 +8,8 @@ import numpy as np
 
 def at_or_over(probability, threshold: float):
     """True where `probability` (a number or an array) reaches `threshold`: a slice exactly at it is flagged."""
+    if isinstance(probability, (float, int, np.number)):
+        # One slice: the window decides every slice after each chunk of a triage, and a scalar through np.asarray
+        # costs it twenty times as much.
+        return float(probability) >= threshold
     return np.asarray(probability, float) >= threshold

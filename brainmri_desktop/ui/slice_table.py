@@ -18,6 +18,7 @@ from ..core.session import Decision, Session
 FLAG, SECOND, OUT = "\u25cf", "?", "\u2205"
 SORT_ROLE = Qt.UserRole  # exact values: the shown probability is rounded, and rounding makes ties
 OUT_OF_SCOPE_COLOUR = QColor(128, 128, 128)  # greyed: the model's answer on such a slice is no triage
+_ROLES = frozenset({Qt.DisplayRole, SORT_ROLE, Qt.ForegroundRole, Qt.ToolTipRole})
 
 
 class SliceTableModel(QAbstractTableModel):
@@ -54,8 +55,12 @@ class SliceTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role=Qt.DisplayRole):
+        # A view asks for about ten roles of every cell it paints, on the UI thread: the four answered here are
+        # told apart first, before anything is looked up.
+        if role not in _ROLES or self._session is None:
+            return None
         row, col = index.row(), index.column()
-        if not 0 <= row < self.rowCount():
+        if not 0 <= row < len(self._session.slices):
             return None
         if role in (Qt.ForegroundRole, Qt.ToolTipRole):
             d = self._session.decision(row)

