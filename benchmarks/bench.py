@@ -171,7 +171,7 @@ def event_loop_stall(folder: Path) -> float:
 
     timer = QTimer(interval=5, timeout=tick)
     timer.start()
-    window.open_paths([folder])
+    window.open_when_shown([folder])  # as `brainmri-desktop STUDY` opens it
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 600:
         app.processEvents()

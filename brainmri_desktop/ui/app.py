@@ -45,10 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         from ..selftest import self_test
 
         return self_test(args.models_dir)
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from .main_window import MainWindow
+    from .main_window import AfterFirstPaint, MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("BrainMRI")
@@ -57,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(models_dirs=args.models_dir)
     window.show()
     if args.startup_check:
-        # A zero-time timer fires once the event loop has run, i.e. after the window's first show and paint.
-        QTimer.singleShot(0, lambda: (print(f"window shown at {time.time():.3f}", flush=True), app.quit()))
+        # Once the window has painted (a zero-time timer fires before the first paint).
+        AfterFirstPaint(window, lambda: (print(f"window shown at {time.time():.3f}", flush=True), app.quit()))
     elif args.paths:
-        window.open_paths(args.paths)
+        window.open_when_shown(args.paths)
     return app.exec()
 
 
