@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return self_test(args.models_dir)
     from PySide6.QtWidgets import QApplication
 
-    from .main_window import AfterFirstPaint, MainWindow
+    from .first_paint import AfterFirstPaint
+    from .main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("BrainMRI")

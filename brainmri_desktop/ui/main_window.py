@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox,
-                               QSplitter, QWidget)
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QListWidget, QMainWindow, QMessageBox, QSplitter, QWidget
 
 from ..core.demo import ensure_demo_study
 from ..core.io import OPENABLE_PATTERNS
@@ -20,6 +19,7 @@ from ..core.packages import PackageCache, discover
 from ..core.report import StudyReport, write_csv
 from ..core.review import ReviewStore
 from ..core.session import INPUT_VIEW, SLICE_VIEW, Session, Study, Threshold
+from .first_paint import AfterFirstPaint
 from .menus import build_menus
 from .model_bar import ModelBar
 from .pacs_controller import PacsController
@@ -386,26 +386,3 @@ class MainWindow(QMainWindow):
                 self.status.setText(f"Saved {path}")
             except OSError as exc:
                 QMessageBox.warning(self, "Export table", f"{path} could not be written: {exc.strerror or exc}")
-
-
-class AfterFirstPaint(QObject):
-    """Calls `then` from the event loop once a widget of `window` has painted, or after `at_most_ms` should none
-    paint (a minimised window). A zero-time timer is not enough: it fires before the first paint."""
-
-    def __init__(self, window: QWidget, then, at_most_ms: int = 500):
-        super().__init__(window)
-        self._then = then
-        QApplication.instance().installEventFilter(self)
-        QTimer.singleShot(at_most_ms, self, self._fire)
-
-    def eventFilter(self, obj, event):
-        if event.type() == QEvent.Paint and isinstance(obj, QWidget) and obj.window() is self.parent():
-            QTimer.singleShot(0, self, self._fire)  # after the paint pass this event belongs to
-        return False
-
-    def _fire(self) -> None:
-        if self._then is not None:
-            then, self._then = self._then, None
-            QApplication.instance().removeEventFilter(self)
-            then()
-
