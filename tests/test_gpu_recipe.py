@@ -77,18 +77,24 @@ def test_packed_data_gives_the_samples_and_cache_of_the_data_folders(tiny_config
         load_packed(tmp_path / "pack", cfg.override(img_size=48))
 
 
+def _staged_call(config: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A call folder as pack.sh makes it (the config's data packed, the config beside it) and the environment of
+    the GPU machine: scratch WORK and OUT folders, JAX, and no TensorFlow, Qt or PACS libraries."""
+    call = tmp_path / "call1"
+    pack_data(read_config(config), call / "data", log=lambda *_: None)
+    (call / "config.toml").write_bytes(config.read_bytes())
+    (tmp_path / "absent").mkdir()
+    (tmp_path / "absent" / "sitecustomize.py").write_text(ABSENT_THERE)
+    return call, {**os.environ, "KERAS_BACKEND": "jax", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
+                  "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "absent")}
+
+
 def test_device_script_trains_under_jax_without_tensorflow_resumes_and_the_run_exports_here(tiny_config, tmp_path):
     from brainmri_desktop.cli import main as brainmri
     from trainer.cli import main as brainmri_train
     from trainer.remote import unpack_run
 
-    call = tmp_path / "call1"
-    pack_data(read_config(tiny_config), call / "data", log=lambda *_: None)
-    (call / "config.toml").write_bytes(tiny_config.read_bytes())
-    (tmp_path / "absent").mkdir()
-    (tmp_path / "absent" / "sitecustomize.py").write_text(ABSENT_THERE)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
-           "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "absent")}
+    call, env = _staged_call(tiny_config, tmp_path)
     script = ["bash", str(ROOT / "scripts" / "gpu" / "run_on_device.sh"), str(call)]
     first = subprocess.run([*script, "--time-budget", "0.001"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert first.returncode == 3, first.stdout[-2000:] + first.stderr[-2000:]
@@ -120,13 +126,7 @@ def test_pair_script_brings_a_model_and_its_leave_one_out_twin_from_one_staged_p
     # a cell-scored model: its layers live in the core, and a process that loads the run must know them
     config.write_text('arch = "cnn"\nimg_size = 32\ncell_score = true\nepochs = 3\nbatch_size = 8\n'
                       'augment = "moderate"\nworkers = 1\nbootstrap = 20\n' + "".join(f'\n[[data]]\npath = "{d}"\n' for d in data))
-    call = tmp_path / "call1"
-    pack_data(read_config(config), call / "data", log=lambda *_: None)
-    (call / "config.toml").write_bytes(config.read_bytes())
-    (tmp_path / "absent").mkdir()
-    (tmp_path / "absent" / "sitecustomize.py").write_text(ABSENT_THERE)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"),
-           "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "absent")}
+    call, env = _staged_call(config, tmp_path)
     script = ["bash", str(ROOT / "scripts" / "gpu" / "pair_on_device.sh")]
     first = subprocess.run([*script, str(call), "left", "0.001"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
