@@ -342,3 +342,25 @@ def test_a_study_given_at_start_loads_after_the_windows_first_paint(window, qtbo
     finally:
         QApplication.instance().removeEventFilter(watch)
     assert order == ["paint", "load"] and len(window.session.slices) == 6
+
+
+def test_the_first_paint_is_seen_past_a_widget_that_keeps_a_value_named_window(qtbot, capfd):
+    """WindowLevelBar keeps its window (centre, width) as `window`, which hides QWidget.window(); the filter, which
+    sees every widget's paint, raised on it (PySide prints such an error and goes on)."""
+    from PySide6.QtWidgets import QLabel, QMainWindow
+
+    from brainmri_desktop.ui.first_paint import AfterFirstPaint
+
+    class KeepsAWindowValue(QLabel):
+        def __init__(self):
+            super().__init__("level")
+            self.window = None
+
+    w = QMainWindow()
+    w.setCentralWidget(KeepsAWindowValue())
+    qtbot.addWidget(w)
+    fired = []
+    AfterFirstPaint(w, lambda: fired.append(True), at_most_ms=60000)
+    w.show()
+    qtbot.waitUntil(lambda: bool(fired), timeout=5000)
+    assert "Error calling Python override" not in capfd.readouterr().err

@@ -18,7 +18,8 @@ class AfterFirstPaint(QObject):
         QTimer.singleShot(at_most_ms, self, self._fire)
 
     def eventFilter(self, obj, event):
-        if event.type() == QEvent.Paint and isinstance(obj, QWidget) and obj.window() is self.parent():
+        # QWidget.window through the class: a widget may keep a value of that name (WindowLevelBar's window).
+        if event.type() == QEvent.Paint and isinstance(obj, QWidget) and QWidget.window(obj) is self.parent():
             QTimer.singleShot(0, self, self._fire)  # after the paint pass this event belongs to
         return False
 
