@@ -6,10 +6,10 @@
 #   bash scripts/gpu/pair_on_device.sh --twin          (the next call, while the machine is warm)
 # The model's pieces and train.log come back in $OUT, the twin's in $OUT/twin. One call may bring back only 8 files:
 # where the twin's do not fit, twin.tar.gz (its results.json and log) comes instead and its pieces wait in
-# $WORK/out-twin for the second form. Each run has
-# --time-budget MINUTES; a run that the budget paused is then finished at the epoch it reached (best weights,
-# calibration, thresholds and metrics, with --epochs set to that epoch, which its config and card then show), so that
-# nothing is left for a call that a cold machine would make expensive.
+# $WORK/out-twin for the second form. Each run has --time-budget MINUTES; a run that the budget paused is then
+# finished at the epoch it reached (best weights, calibration, thresholds and metrics, with --epochs set to that
+# epoch, which its config and card then show), so that nothing is left for a call that a cold machine would make
+# expensive.
 set -uo pipefail
 here=$(dirname "$0")
 WORK=${WORK:-/tmp/brainmri-gpu}
