@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +67,8 @@ def main() -> int:
     parser.add_argument("--load-slices", type=int, default=2000)
     parser.add_argument("--stall-runs", type=int, default=3, help="window runs over the load-test study, one after another")
     parser.add_argument("--stall-only", action="store_true", help="only the event-loop runs (no per-model table)")
+    parser.add_argument("--busy", type=int, default=2,
+                        help="processes spinning at normal priority beside the second set of event-loop runs (0: none)")
     args = parser.parse_args()
     entries = [e for e in discover(args.models_dir) if e.ok]
     if not entries:
@@ -75,7 +78,7 @@ def main() -> int:
         tmp = Path(tmp)
         if args.stall_only:
             study(args.load_slices, tmp, size=256)
-            report_stalls(tmp / f"series{args.load_slices}", args.stall_runs)
+            report_stalls(tmp / f"series{args.load_slices}", args.stall_runs, args.busy)
             return 0
         slices, what = study(384, tmp)
         print(f"study: {what}, {len(slices)} slices")
@@ -106,7 +109,7 @@ def main() -> int:
             wall, _ = triage(model, big, 1)
             print(f"load test: {what}: load {load_s:.1f} s, triage {wall:.1f} s ({cnn.manifest.id}), "
                   f"peak memory {peak_mb():.0f} MB")
-            report_stalls(tmp / f"series{args.load_slices}", args.stall_runs)
+            report_stalls(tmp / f"series{args.load_slices}", args.stall_runs, args.busy)
         report_commands(study_folder(tmp))
     report_robustness()
     return 0
@@ -145,10 +148,21 @@ def report_robustness() -> None:
     print("\n".join(report()))
 
 
-def report_stalls(folder: Path, runs: int) -> None:
-    stalls = [event_loop_stall(folder) * 1000 for _ in range(runs)]
-    print(f"event loop: longest stall {', '.join(f'{s:.0f}' for s in stalls)} ms in {runs} runs one after another, "
-          f"each while the window opened and triaged that study ({os.getloadavg()[0]:.1f} load average at the end)")
+def report_stalls(folder: Path, runs: int, busy: int) -> None:
+    """The runs on a quiet machine, then as many again beside `busy` processes that want a core each all the time
+    (another program at work: the issue asks for the window to stay responsive then too)."""
+    for spinning in sorted({0, busy}):
+        spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(spinning)]
+        try:
+            stalls = [event_loop_stall(folder) * 1000 for _ in range(runs)]
+        finally:
+            for p in spinners:
+                p.kill()
+                p.wait()
+        beside = f"beside {spinning} busy processes" if spinning else "on a quiet machine"
+        print(f"event loop {beside}: longest stall {', '.join(f'{s:.0f}' for s in stalls)} ms (median "
+              f"{float(np.median(stalls)):.0f}) in {runs} runs one after another, each while the window opened and "
+              f"triaged that study ({os.getloadavg()[0]:.1f} load average at the end)")
 
 
 def event_loop_stall(folder: Path) -> float:

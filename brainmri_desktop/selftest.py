@@ -75,6 +75,26 @@ def _export_check(model) -> list[str]:
     return [] if ok else [f"{model.id}: probabilities differ from those recorded at export by {diff:.2g}"]
 
 
+def _engine_check(entry, slices, expected: list[float]) -> list[str]:
+    """The window computes in a child process (core/engine.py): a frozen build must be able to start itself as one
+    and get the same probabilities back as this process did."""
+    from .core.engine import Engine
+
+    try:
+        engine = Engine(entry)
+        try:
+            got = [r.probability for c in engine.triage(slices) for r in c.results.values()]
+        finally:
+            engine.close()
+        diff = max(abs(a - b) for a, b in zip(got, expected)) if len(got) == len(expected) else float("inf")
+        ok = diff <= 1e-5
+        print(f"{entry.manifest.id} in the window's engine process ({engine.device}): within {diff:.1e} of this "
+              "process" + (" OK" if ok else " FAILED"))
+        return [] if ok else [f"{entry.manifest.id}: the engine process gave other probabilities ({diff:.2g})"]
+    except Exception as exc:  # noqa: BLE001 - a self-test reports whatever broke
+        return [f"{entry.manifest.id} in the engine process: {type(exc).__name__}: {exc}"]
+
+
 def self_test(models_dirs=None) -> int:
     import numpy as np
 
@@ -121,6 +141,8 @@ def self_test(models_dirs=None) -> int:
                 if not ok:
                     failures.append(f"{entry.manifest.id}: implausible output")
                 failures += _export_check(model)
+                if entry is usable[0]:
+                    failures += _engine_check(entry, slices, [r.probability for r in results[1:]])
             except Exception as exc:  # noqa: BLE001 - a self-test reports whatever broke
                 failures.append(f"{entry.manifest.id}: {type(exc).__name__}: {exc}")
     for f in failures:

@@ -110,8 +110,8 @@ def test_change_model_reruns_and_cancel_stops(qtbot, window, tmp_path):
     write_dicom_series(tmp_path / "series", n=n, size=48)
     _open_and_wait(qtbot, window, [tmp_path / "series"])
     window.bar.choose("spot")
-    qtbot.waitUntil(lambda: window.triage.infer_worker is None and window.triage.model is not None
-                    and window.triage.model.id == "spot" and len(window.session.results) == n, timeout=60000)
+    qtbot.waitUntil(lambda: window.triage.infer_worker is None and window.triage.engine is not None
+                    and window.triage.engine.id == "spot" and len(window.session.results) == n, timeout=60000)
     assert window.session.manifest.id == "spot"
     window.run_inference()
     window.cancel()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def test_predict_exits_non_zero_when_nothing_is_readable(model_dir, tmp_path):
 
 def test_self_test_passes_and_fails_on_a_tampered_package(model_dir, tmp_path, capsys):
     assert desktop(["--self-test", "--models-dir", str(model_dir)]) == 0
-    assert "self-test passed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "self-test passed" in out
+    assert re.search(r"in the window's engine process \(.+\): within \S+ of this process OK", out), out
     shutil.copytree(model_dir / "tiny-cnn", tmp_path / "bad" / "tiny-cnn")
     (tmp_path / "bad" / "tiny-cnn" / "extra.txt").write_text("x")
     assert desktop(["--self-test", "--models-dir", str(tmp_path / "bad")]) == 1

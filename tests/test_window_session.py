@@ -70,7 +70,7 @@ def test_cine_keeps_the_grad_cam_overlay(qtbot, window, tmp_path, monkeypatch):
     _open(qtbot, window, [tmp_path / "series"])
     cam_view = window.views.cam_view
     qtbot.waitUntil(lambda: cam_view.has_overlay, timeout=30000)
-    gradcam = window.triage.gradcam
+    gradcam = window.triage.engine
     slice_maps = gradcam.slice_maps
 
     def slow_maps(inputs):  # each call as slow as a real model's first layers on a CPU

@@ -30,6 +30,13 @@ class ModelPackageError(BrainMRIError):
     """A model package that is incomplete, tampered with or inconsistent; it is skipped, never half-loaded."""
 
 
+class EngineError(BrainMRIError):
+    """The process a model computes in (core/engine.py) could not load it or answer; the reason is the child's."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(None, reason)
+
+
 class CancelledError(BrainMRIError):
     """Long work stopped because the user asked."""
 

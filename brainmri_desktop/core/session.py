@@ -2,8 +2,8 @@
 verdicts, the reader's marks and the Grad-CAM maps (in the spirit of napari's ViewerModel: the window only shows it).
 
 The one triage path
-    `triage_chunks(model, items, tta, point)` is the generator every consumer iterates: the window's worker, `brainmri
-    predict`, the self-test and the trainer's evaluation. Per chunk of items it prepares each (read and preprocess;
+    `triage_chunks(model, items, tta, point)` is the generator every consumer iterates: the window's engine process
+    (core/engine.py, a chunk a request), `brainmri predict`, the self-test and the trainer's evaluation. Per chunk of items it prepares each (read and preprocess;
     an item that fails is reported, the rest go on), predicts, asks the scope checks, and computes Grad-CAM maps for
     the items the caller asks about, then yields one `TriageChunk`. A `Session` stores what a chunk holds with
     `accept(chunk)`; `Session.run(model)` does both for callers that need no progress.
@@ -149,31 +149,33 @@ def triage_chunks(model: LoadedModel, items: Sequence, tta: TTAConfig | None = N
                   point: OperatingPoint | None = None, *, chunk: int = 32,
                   prepare: Callable[[object], Preprocessed] | None = None,
                   scope: Sequence[ScopeCheck] = DEFAULT_SCOPE,
-                  explain: Callable[[int, object], bool] | None = None, gradcam=None) -> Iterator[TriageChunk]:
+                  explain: Callable[[int, object], bool] | None = None, gradcam=None,
+                  first: int = 0) -> Iterator[TriageChunk]:
     """Load, preprocess, predict, judge scope (`scope`'s checks, then the model's out-of-distribution score) and
     (for the items `explain(index, item)` accepts) compute Grad-CAM, chunk by chunk. `prepare` turns an item into
     model input (default: `preprocess_slice` of a Slice); a BrainMRIError it raises lands in the chunk's `errors`.
-    `point` only steers adaptive TTA."""
+    `point` only steers adaptive TTA. Items are numbered from `first`: `items` may be a part of a series (the
+    engine process, core/engine.py, is sent one chunk at a time)."""
     spec = model.manifest.preprocessing
     prepare = prepare or (lambda s: preprocess_slice(s, spec))
     if explain is not None and gradcam is None:
         from .gradcam import GradCAM
 
         gradcam = GradCAM(model)
-    for start in range(0, len(items), chunk):
-        out = TriageChunk(start, min(start + chunk, len(items)))
+    for start in range(first, first + len(items), chunk):
+        out = TriageChunk(start, min(start + chunk, first + len(items)))
         for i in range(out.start, out.stop):
             try:
-                out.inputs[i] = prepare(items[i])
+                out.inputs[i] = prepare(items[i - first])
             except BrainMRIError as exc:
                 out.errors[i] = exc.reason
         order = list(out.inputs)
         for k, r in enumerate(predict(model, [out.inputs[i] for i in order], tta, point)):
             i = order[k]
             out.results[i] = replace(r, index=i)
-            verdict = assess(items[i], out.inputs[i], r.ood_score, model.ood, scope)
+            verdict = assess(items[i - first], out.inputs[i], r.ood_score, model.ood, scope)
             out.verdicts[i] = verdict if verdict.out_of_scope else None
-        wanted = [i for i in order if explain is not None and explain(i, items[i])]
+        wanted = [i for i in order if explain is not None and explain(i, items[i - first])]
         out.cams = dict(zip(wanted, gradcam.slice_maps([out.inputs[i] for i in wanted]))) if wanted else {}
         yield out
 

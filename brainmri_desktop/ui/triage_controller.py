@@ -30,11 +30,13 @@ class TriageController(QObject):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loaded_models: dict = {}  # Manifest.content_key -> (LoadedModel, GradCAM), loaded once per package content
-        self.model = None
-        self.gradcam = None
+        self.engines: dict = {}  # Manifest.content_key -> core.engine.Engine, one process per package content
+        self.engine = None  # the engine of the run started last, once it has loaded
         self.session: Session | None = None
         self.load_worker = self.infer_worker = self.cam_worker = self.export_worker = None
+        for engine in self.engines.values():
+            engine.close()  # a worker still waiting on one gets an error, which nobody takes now
+        self.engines.clear()
         self._pending_cams: tuple[Session, list[int], str] | None = None
         self._then: tuple[Study, object, int] | None = None  # the study whose other series follow, entry, TTA
         self._started = 0.0
@@ -79,11 +81,11 @@ class TriageController(QObject):
         self._then = (study, entry, tta) if study is not None else None
         self.started.emit(session, entry.manifest.name)
         session.start(entry.manifest)
-        self.model = self.gradcam = None
+        self.engine = None
         if self._pending_cams is not None and self._pending_cams[0] is session:
             self._pending_cams = None  # its results are gone; a map asked for another series still waits for the model
         self._started = time.perf_counter()
-        worker = triage(session, entry, tta, self.loaded_models, _ignore_errors=True)
+        worker = triage(session, entry, tta, self.engines, _ignore_errors=True)
         worker.yielded.connect(lambda msg, w=worker: self._triage_message(w, msg))
         worker.errored.connect(lambda exc, w=worker: self._triage_failed(w, f"The model could not run: {exc}"))
         worker.finished.connect(lambda w=worker: self._triage_finished(w))
@@ -94,8 +96,8 @@ class TriageController(QObject):
         if worker is not self.infer_worker:
             return
         if msg[0] == "model":
-            self.model, self.gradcam = msg[1], msg[2]
-            self.deviceChanged.emit(self.model.device)
+            self.engine = msg[1]
+            self.deviceChanged.emit(self.engine.device)
             if self._pending_cams is not None:
                 self.request_cams(*self._pending_cams)
         else:
@@ -134,6 +136,9 @@ class TriageController(QObject):
             if worker is not None:
                 worker.quit()
         self.load_worker = self.infer_worker = self.cam_worker = self.export_worker = None
+        for engine in self.engines.values():
+            engine.close()  # a worker still waiting on one gets an error, which nobody takes now
+        self.engines.clear()
 
     # --------------------------------------------------------------- Grad-CAM
     def request_cams(self, session: Session, indices: list[int], view: str) -> None:
@@ -147,21 +152,21 @@ class TriageController(QObject):
         missing = session.missing_cams(indices, view)
         if not missing:
             return
-        worker = explain(session, self.gradcam, missing, view, _ignore_errors=True)
+        worker = explain(session, self.engine, missing, view, _ignore_errors=True)
         worker.yielded.connect(lambda maps, w=worker, s=session, inputs=session.inputs:
                                self._cams(w, s, inputs, maps))
-        worker.errored.connect(lambda exc: self.failed.emit(f"Grad-CAM could not be computed: {exc}"))
+        worker.errored.connect(lambda exc, w=worker: self._cams_failed(w, f"Grad-CAM could not be computed: {exc}"))
         worker.finished.connect(self._cams_done)
         self.cam_worker = worker
         worker.start()
 
     def gradcam_for(self, session: Session):
-        """The loaded model's Grad-CAM when that model is the one whose results the session holds, else None: a map
-        from another model would explain a probability it did not give."""
+        """The loaded model's engine (its Grad-CAM) when that model is the one whose results the session holds, else
+        None: a map from another model would explain a probability it did not give."""
         # the same package files (weights, architecture): a map depends on them, not on where the threshold lies
-        explains = (session.manifest is not None and self.model is not None and session.manifest.id == self.model.id
-                    and session.manifest.files == self.model.manifest.files)
-        return self.gradcam if explains else None
+        explains = (session.manifest is not None and self.engine is not None and session.manifest.id == self.engine.id
+                    and session.manifest.files == self.engine.manifest.files)
+        return self.engine if explains else None
 
     def _cams(self, worker, session: Session, inputs: dict, maps: dict) -> None:
         # A series triaged again since the request (another model) starts a new inputs dict: its maps are stale.
@@ -169,6 +174,10 @@ class TriageController(QObject):
             return
         session.accept_cams(maps)
         self.camsArrived.emit(set(maps))
+
+    def _cams_failed(self, worker, text: str) -> None:
+        if worker is self.cam_worker:
+            self.failed.emit(text)
 
     def _cams_done(self) -> None:
         self.cam_worker = None

@@ -1,5 +1,6 @@
 """Background work for the window, as superqt generator workers: loading a study, triaging a series, Grad-CAM maps and
-the PDF export. Nothing heavier than showing a result runs on the UI thread.
+the PDF export. Nothing heavier than showing a result runs on the UI thread, and the model computes in its own
+process (core/engine.py): these threads only wait for it.
 
 Each yields progress and partial results and stops at its next yield when `quit()` is called (cancel). Workers compute;
 the window stores what they yield in its session, on the UI thread, so a late yield of a cancelled run is dropped.
@@ -10,11 +11,10 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-import numpy as np
 from superqt.utils import thread_worker
 
-from ..core.gradcam import GradCAM
-from ..core.inference import LoadedModel, TTAConfig
+from ..core.engine import Engine
+from ..core.inference import TTAConfig
 from ..core.io.study import iter_load
 from ..core.report import StudyReport, write_pdf_with_maps
 from ..core.review import ReviewStore
@@ -40,42 +40,37 @@ def load_study(paths: list[Path]):
 
 
 def settle_heap() -> None:
-    """Moves every object alive now (TensorFlow, Keras, Qt wrappers, a loaded model: about a million) out of the
-    garbage collector's reach. Scanning them in a full collection froze the window for 200 ms while a study loaded;
-    they live as long as the application anyway."""
+    """Moves every object alive now (Qt wrappers, a loaded study's slices: hundreds of thousands) out of the garbage
+    collector's reach. Scanning them in a full collection froze the window for 200 ms while a study loaded; they live
+    as long as the study anyway."""
     gc.freeze()
 
 
-def _ready(entry, loaded: dict) -> tuple[LoadedModel, GradCAM]:
-    """The model and its Grad-CAM, loaded and traced here once: a first trace takes about half a second, which
-    on the UI thread froze the window."""
+def _ready(entry, engines: dict) -> Engine:
+    """The package's engine process, started once per package content (a start takes a second or two: the child
+    imports its runtime, loads the graphs and traces Grad-CAM once)."""
     key = entry.manifest.content_key  # not the id: a package re-exported under the same id is another model
-    if key not in loaded:
-        model = LoadedModel.load(entry)
-        cam = GradCAM(model)
-        size = model.manifest.preprocessing.input_size
-        cam.input_maps(np.zeros((1, size, size), np.float32))
-        loaded[key] = (model, cam)
-        settle_heap()
-    return loaded[key]
+    if key not in engines:
+        engines[key] = Engine(entry)
+    return engines[key]
 
 
 @thread_worker
-def triage(session: Session, entry, tta: int, loaded: dict, chunk: int = 32):
-    """Yields ('model', LoadedModel, GradCAM) once, then ('chunk', TriageChunk) as slices finish."""
-    model, cam = _ready(entry, loaded)
-    yield ("model", model, cam)
-    for part in session.triage(model, TTAConfig(count=tta), chunk):
-        yield ("chunk", part)
+def triage(session: Session, entry, tta: int, engines: dict, chunk: int = 32):
+    """Yields ('model', Engine) once, then ('chunk', TriageChunk) as slices finish, computed in the engine's process."""
+    engine = _ready(entry, engines)
+    yield ("model", engine)
+    yield from (("chunk", part) for part in engine.triage(session.slices, TTAConfig(count=tta), session.point,
+                                                          session.scope, chunk))
 
 
 @thread_worker
-def explain(session: Session, gradcam: GradCAM, indices: list[int], view: str):
+def explain(session: Session, gradcam: Engine, indices: list[int], view: str):
     """Yields {(index, view): map} for the given slices, a few at a time."""
     yield from session.cam_chunks(gradcam, indices, view)
 
 
 @thread_worker
-def export_pdf(report: StudyReport, path: Path, session: Session, gradcam: GradCAM | None):
+def export_pdf(report: StudyReport, path: Path, session: Session, gradcam: Engine | None):
     """Computes the missing maps of the report's slices, yields them for the session's cache, then writes the PDF."""
     yield from write_pdf_with_maps(report, path, session, gradcam)
