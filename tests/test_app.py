@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import replace
 
 import cv2
@@ -51,6 +52,16 @@ def test_open_series_shows_probabilities_flags_and_overlay(qtbot, window, tmp_pa
     qtbot.waitUntil(lambda: window.views.cam_view.has_overlay, timeout=30000)  # the map comes from a worker
     assert window.session.cam(0, SLICE_VIEW).shape == window.session.slices[0].shape
     assert window.strip.count == 6 and len(window.strip.probabilities) == 6
+
+
+def test_the_model_computes_in_its_own_process_which_closes_with_the_window(qtbot, window, tmp_path):
+    write_dicom_series(tmp_path / "series", n=4)
+    _open_and_wait(qtbot, window, [tmp_path / "series"])
+    engine = window.triage.engine
+    assert engine.pid != os.getpid() and engine.id == "tiny-cnn"
+    assert window.status_area.device.text() == engine.device  # where it computes, as the child said
+    window.close()
+    assert not engine._process.is_alive() and window.triage.engines == {}
 
 
 def test_next_flagged_slice_by_key(qtbot, window, tmp_path):
