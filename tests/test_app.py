@@ -64,6 +64,14 @@ def test_the_model_computes_in_its_own_process_which_closes_with_the_window(qtbo
     assert not engine._process.is_alive() and window.triage.engines == {}
 
 
+def test_the_models_process_starts_while_the_study_loads(qtbot, window, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"garbage")  # nothing to triage: only the warm-up can start an engine
+    window.open_paths([tmp_path])
+    key = window.bar.entry.manifest.content_key
+    qtbot.waitUntil(lambda: key in window.triage.engines, timeout=60000)
+    assert window.triage.infer_worker is None and window.triage.engines[key].pid != os.getpid()
+
+
 def test_next_flagged_slice_by_key(qtbot, window, tmp_path):
     write_dicom_series(tmp_path / "series", n=6)
     _open_and_wait(qtbot, window, [tmp_path / "series"])
@@ -344,7 +352,7 @@ def test_a_study_given_at_start_loads_after_the_windows_first_paint(window, qtbo
     watch = FirstPaint()
     QApplication.instance().installEventFilter(watch)
     load = window.triage.load
-    window.triage.load = lambda paths: (order.append("load"), load(paths))
+    window.triage.load = lambda paths, entry=None: (order.append("load"), load(paths, entry))
     try:
         window.open_when_shown([tmp_path / "series"])
         assert order == []  # nothing before the event loop runs

@@ -221,7 +221,7 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[Path]) -> None:
         self.recent.remember(paths)
         self.status_area.start("Loading...")
-        self.triage.load(paths)
+        self.triage.load(paths, self.bar.entry)
 
     def _loaded(self, report, reviews: list[ReviewStore]) -> None:
         self._stop_progress()

@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.report import StudyReport
 from ..core.session import Session, Study
-from .workers import explain, export_pdf, load_study, settle_heap, triage
+from .workers import explain, export_pdf, load_study, settle_heap, triage, warm_up
 
 
 class TriageController(QObject):
@@ -41,20 +41,30 @@ class TriageController(QObject):
         self._then: tuple[Study, object, int] | None = None  # the study whose other series follow, entry, TTA
         self._started = 0.0
         self.last_run_seconds = 0.0
+        self._shut = False
 
     @property
     def busy(self) -> bool:
         return self.load_worker is not None or self.infer_worker is not None
 
     # ---------------------------------------------------------------- loading
-    def load(self, paths: list[Path]) -> None:
+    def load(self, paths: list[Path], entry=None) -> None:
+        """Loads a study in a worker; with the model `entry` that will triage it, its engine starts meanwhile."""
         self.cancel()
+        if entry is not None and entry.manifest is not None and entry.manifest.content_key not in self.engines:
+            warming = warm_up(entry, self.engines, _ignore_errors=True)  # a failure is said when the triage asks
+            warming.returned.connect(self._warmed)
+            warming.start()
         worker = load_study(paths, _ignore_errors=True)  # errors are handled below, not re-raised
         worker.yielded.connect(lambda msg: self.progress.emit(msg[1], msg[2]))
         worker.returned.connect(self._loaded)
         worker.errored.connect(lambda exc: self._load_failed(f"Loading failed: {exc}"))
         self.load_worker = worker
         worker.start()
+
+    def _warmed(self, engine) -> None:
+        if self._shut:  # the window closed while the engine started: it joined no one's list
+            engine.close()
 
     def _loaded(self, result) -> None:
         self.load_worker = None
@@ -132,6 +142,7 @@ class TriageController(QObject):
     def shutdown(self) -> None:
         """The window closes: every worker stops at its next step, and nothing it still yields is taken."""
         self._then = self._pending_cams = None
+        self._shut = True
         for worker in (self.load_worker, self.infer_worker, self.cam_worker, self.export_worker):
             if worker is not None:
                 worker.quit()

@@ -9,6 +9,7 @@ the window stores what they yield in its session, on the UI thread, so a late yi
 from __future__ import annotations
 
 import gc
+import threading
 from pathlib import Path
 
 from superqt.utils import thread_worker
@@ -46,13 +47,23 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+_starting = threading.Lock()  # one start per package: the warm-up and a triage may ask for the same engine at once
+
+
 def _ready(entry, engines: dict) -> Engine:
     """The package's engine process, started once per package content (a start takes a second or two: the child
     imports its runtime, loads the graphs and traces Grad-CAM once)."""
     key = entry.manifest.content_key  # not the id: a package re-exported under the same id is another model
-    if key not in engines:
-        engines[key] = Engine(entry)
-    return engines[key]
+    with _starting:
+        if key not in engines:
+            engines[key] = Engine(entry)
+        return engines[key]
+
+
+@thread_worker
+def warm_up(entry, engines: dict):
+    """Starts the package's engine while the study loads, so that the triage finds it ready."""
+    return _ready(entry, engines)
 
 
 @thread_worker
