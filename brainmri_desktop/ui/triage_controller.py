@@ -34,9 +34,6 @@ class TriageController(QObject):
         self.engine = None  # the engine of the run started last, once it has loaded
         self.session: Session | None = None
         self.load_worker = self.infer_worker = self.cam_worker = self.export_worker = None
-        for engine in self.engines.values():
-            engine.close()  # a worker still waiting on one gets an error, which nobody takes now
-        self.engines.clear()
         self._pending_cams: tuple[Session, list[int], str] | None = None
         self._then: tuple[Study, object, int] | None = None  # the study whose other series follow, entry, TTA
         self._started = 0.0
