@@ -67,8 +67,10 @@ def main() -> int:
     parser.add_argument("--load-slices", type=int, default=2000)
     parser.add_argument("--stall-runs", type=int, default=3, help="window runs over the load-test study, one after another")
     parser.add_argument("--stall-only", action="store_true", help="only the event-loop runs (no per-model table)")
-    parser.add_argument("--busy", type=int, default=2,
-                        help="processes spinning at normal priority beside the second set of event-loop runs (0: none)")
+    # Off by default: beside two busy processes the lowered engine gets little of the processor; a 384-slice run took
+    # 149 s instead of 19 (docs/EXPERIMENTS.md, 2026-12-04 third session), the 2,000-slice study far longer.
+    parser.add_argument("--busy", type=int, default=0,
+                        help="also run the event-loop runs beside this many processes spinning at normal priority")
     args = parser.parse_args()
     entries = [e for e in discover(args.models_dir) if e.ok]
     if not entries:
