@@ -163,7 +163,7 @@ def test_package_folders_are_written_through_core_atomic(model_dir, tmp_path, mo
 
 
 def test_the_windows_model_cache_reloads_a_package_re_exported_under_the_same_id(model_dir, tmp_path):
-    """Issue 25.1: the loaded model is remembered by the package's content, not its id, so a re-exported or re-fitted
+    """Issue 25.1: the model's engine is remembered by the package's content, not its id, so a re-exported or re-fitted
     package under the same id is loaded again instead of mixing the old weights with the new manifest."""
     from brainmri_desktop.ui.workers import _ready
 
@@ -175,11 +175,15 @@ def test_the_windows_model_cache_reloads_a_package_re_exported_under_the_same_id
     manifest.write_text(json.dumps(refit))
     first, again = (next(e for e in discover([tmp_path / d]) if e.ok and e.manifest.id == "tiny-cnn") for d in "ab")
     assert first.manifest.id == again.manifest.id and first.manifest.content_key != again.manifest.content_key
-    loaded: dict = {}
-    model, _cam = _ready(first, loaded)
-    assert _ready(first, loaded)[0] is model
-    reloaded, _cam = _ready(again, loaded)
-    assert reloaded is not model and reloaded.manifest.threshold.threshold == 0.42
+    engines: dict = {}
+    try:
+        engine = _ready(first, engines)
+        assert _ready(first, engines) is engine
+        reloaded = _ready(again, engines)
+        assert reloaded is not engine and reloaded.manifest.threshold.threshold == 0.42
+    finally:
+        for started in engines.values():
+            started.close()
 
 
 def test_a_package_re_exported_under_the_same_id_is_run_again(model_dir, tmp_path, qtbot):
