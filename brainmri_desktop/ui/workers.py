@@ -41,7 +41,7 @@ def load_study(paths: list[Path]):
 
 
 def settle_heap() -> None:
-    """Moves every object alive now (Qt wrappers, a loaded study's slices: hundreds of thousands) out of the garbage
+    """Moves every object alive now (Qt wrappers, a loaded study's slices and headers) out of the garbage
     collector's reach. Scanning them in a full collection froze the window for 200 ms while a study loaded; they live
     as long as the study anyway."""
     gc.freeze()
