@@ -4,10 +4,10 @@ verdicts, the reader's marks and the Grad-CAM maps (in the spirit of napari's Vi
 The one triage path
     `triage_chunks(model, items, tta, point)` is the generator every consumer iterates: the window's engine process
     (core/engine.py, a chunk a request), `brainmri predict`, the self-test and the trainer's evaluation. Per chunk
-    of items it prepares each (read and preprocess;
-    an item that fails is reported, the rest go on), predicts, asks the scope checks, and computes Grad-CAM maps for
-    the items the caller asks about, then yields one `TriageChunk`. A `Session` stores what a chunk holds with
-    `accept(chunk)`; `Session.run(model)` does both for callers that need no progress.
+    of items it prepares each (read and preprocess; an item that fails is reported, the rest go on), predicts, asks
+    the scope checks, and computes Grad-CAM maps for the items the caller asks about, then yields one `TriageChunk`.
+    A `Session` stores what a chunk holds with `accept(chunk)`; `Session.run(model)` does both for callers that need
+    no progress.
 
 Decisions
     A `SliceResult` is what the model said; whether a slice is flagged is decided here only, by `decide()`, from the
