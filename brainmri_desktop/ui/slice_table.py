@@ -1,95 +1,113 @@
 """The slice list: a Qt model over the session (one row per slice, results, decisions and marks shown as they
 arrive), its 'flagged only' filter, and the dock widget that holds them with the study's summary.
 
-A model rather than a QTableWidget so that a chunk of results costs a dataChanged over its rows, not a pass over
-every item of a 2,000-slice study (that pass stalled the event loop for a quarter of a second per chunk).
+The cells live in Qt's own item model, written from the session when a slice's result, decision or mark changes:
+a view's paint asks about ten roles of every visible cell, and each question answered in Python (with two more
+calls to count rows and columns per cell) made the slice list the costliest widget of the window to paint
+(docs/EXPERIMENTS.md, 2026-12-04 fifth session).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QStyledItemDelegate, QTableView,
+                               QVBoxLayout, QWidget)
 
 from ..core.session import Decision, Session
 
 FLAG, SECOND, OUT = "\u25cf", "?", "\u2205"
-SORT_ROLE = Qt.UserRole  # exact values: the shown probability is rounded, and rounding makes ties
 OUT_OF_SCOPE_COLOUR = QColor(128, 128, 128)  # greyed: the model's answer on such a slice is no triage
-_ROLES = frozenset({Qt.DisplayRole, SORT_ROLE, Qt.ForegroundRole, Qt.ToolTipRole})
+P_COLUMN, FLAG_COLUMN = 2, 3
 
 
-class SliceTableModel(QAbstractTableModel):
+class SliceTableModel(QStandardItemModel):
     HEADERS = ("#", "slice", "p", "flag")
 
     def __init__(self, parent=None):
-        super().__init__(parent)
+        super().__init__(0, len(self.HEADERS), parent)
+        self.setHorizontalHeaderLabels(self.HEADERS)
         self._session: Session | None = None
+        self._greyed: set[int] = set()  # rows whose cells carry a scope colour or tip, to be cleared when it goes
 
     def set_session(self, session: Session | None) -> None:
+        """One row per slice: its number and name, and what the session already knows of it."""
+        self._session, self._greyed = session, set()
         self.beginResetModel()
-        self._session = session
+        # Written with the model's signals held: one reset, not a signal per cell.
+        held = self.blockSignals(True)
+        try:
+            self.setRowCount(0)
+            self.setColumnCount(0)
+            if session is not None:
+                # Text items, one call each: the number column sorts by row (FlaggedFilter.lessThan).
+                self.appendColumn([QStandardItem(str(i + 1)) for i in range(len(session.slices))])
+                self.appendColumn([QStandardItem(s.label) for s in session.slices])
+            self.setColumnCount(len(self.HEADERS))
+            self.setHorizontalHeaderLabels(self.HEADERS)
+            if session is not None:
+                known = set(session.results) | set(session.marks) | set(session.verdicts)
+                self._write(sorted(known), session.decisions())
+        finally:
+            self.blockSignals(held)
         self.endResetModel()
 
-    def refresh(self, rows: Iterable[int] | None = None) -> None:
+    def refresh(self, rows: Iterable[int] | None = None, decisions: dict[int, Decision] | None = None) -> None:
         """Shows new results, decisions or marks, for the given slices (all when None); a scope verdict greys the
-        whole row."""
+        whole row. `decisions`: the session's, when the caller has them already."""
+        if self._session is None:
+            return
         rows = range(self.rowCount()) if rows is None else sorted(rows)
-        if rows:
-            self.dataChanged.emit(self.index(rows[0], 0), self.index(rows[-1], len(self.HEADERS) - 1))
+        if not rows:
+            return
+        held = self.blockSignals(True)
+        try:
+            self._write(rows, self._session.decisions() if decisions is None else decisions)
+        finally:
+            self.blockSignals(held)
+        # One signal over the span: the proxy filters and sorts those rows again by itself (dynamicSortFilter).
+        self.dataChanged.emit(self.index(rows[0], 0), self.index(rows[-1], len(self.HEADERS) - 1))
+
+    def _write(self, rows: Iterable[int], decisions: dict[int, Decision]) -> None:
+        s = self._session
+        for row in rows:
+            r, d, mark = s.results.get(row), decisions.get(row), s.marks.get(row)
+            self.setData(self.index(row, P_COLUMN), r.probability if r else None)
+            flag = (FLAG if d and d.flagged else "") + (SECOND if d and d.second_look else "")
+            flag += OUT if d and d.out_of_scope else ""
+            self.setData(self.index(row, FLAG_COLUMN), flag + (f" {mark.verdict}" if mark else ""))
+            tip, grey = self._scope(row, d)
+            if tip is None and row not in self._greyed:
+                continue
+            for col in range(len(self.HEADERS)):
+                self.setData(self.index(row, col), tip, Qt.ToolTipRole)
+                self.setData(self.index(row, col), OUT_OF_SCOPE_COLOUR if grey else None, Qt.ForegroundRole)
+            (self._greyed.add if tip else self._greyed.discard)(row)
+
+    def _scope(self, row: int, d: Decision | None) -> tuple[str | None, bool]:
+        """The row's tip, and whether it is greyed: outside the model's scope, or flagged although unusual."""
+        s = self._session
+        if d is not None and d.warning:
+            return f"Flagged; {d.warning}.", False
+        verdict = s.verdicts.get(row)
+        reason = d.out_of_scope if d is not None else (verdict.reason if verdict else None)
+        if reason is None:
+            return None, False
+        gated = "" if s.include_out_of_scope else " Not flagged whatever its probability."
+        return f"Outside what the model was trained on: {reason}.{gated}", True
 
     def decision(self, row: int) -> Decision | None:
         return self._session.decision(row) if self._session else None
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() or self._session is None else len(self._session.slices)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
+class ProbabilityDelegate(QStyledItemDelegate):
+    """Three decimals on screen; the model keeps the exact probability, which the column sorts by (rounding would
+    make ties)."""
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return self.HEADERS[section]
-        return None
-
-    def data(self, index: QModelIndex, role=Qt.DisplayRole):
-        # A view asks for about ten roles of every cell it paints, on the UI thread: the four answered here are
-        # told apart first, before anything is looked up.
-        if role not in _ROLES or self._session is None:
-            return None
-        row, col = index.row(), index.column()
-        if not 0 <= row < len(self._session.slices):
-            return None
-        if role in (Qt.ForegroundRole, Qt.ToolTipRole):
-            d = self._session.decision(row)
-            if d is not None and d.warning and role == Qt.ToolTipRole:
-                return f"Flagged; {d.warning}."
-            verdict = self._session.verdicts.get(row)
-            reason = d.out_of_scope if d is not None else (verdict.reason if verdict else None)
-            if reason is None:
-                return None
-            if role == Qt.ForegroundRole:
-                return OUT_OF_SCOPE_COLOUR
-            gated = "" if self._session.include_out_of_scope else " Not flagged whatever its probability."
-            return f"Outside what the model was trained on: {reason}.{gated}"
-        if role not in (Qt.DisplayRole, SORT_ROLE):
-            return None
-        if col == 0:
-            return row + 1
-        if col == 1:
-            return self._session.slices[row].label
-        if col == 2:
-            r = self._session.results.get(row)
-            if role == SORT_ROLE:
-                return r.probability if r else -1.0
-            return round(r.probability, 3) if r else None
-        d = self._session.decision(row)
-        mark = self._session.marks.get(row)
-        flag = (FLAG if d and d.flagged else "") + (SECOND if d and d.second_look else "")
-        flag += OUT if d and d.out_of_scope else ""
-        return flag + (f" {mark.verdict}" if mark else "")
+    def displayText(self, value, locale) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else super().displayText(value, locale)
 
 
 class FlaggedFilter(QSortFilterProxyModel):
@@ -98,7 +116,6 @@ class FlaggedFilter(QSortFilterProxyModel):
     def __init__(self, source: SliceTableModel, parent=None):
         super().__init__(parent)
         self.setSourceModel(source)
-        self.setSortRole(SORT_ROLE)
         self._flagged_only = False
 
     def set_flagged_only(self, on: bool) -> None:
@@ -110,6 +127,15 @@ class FlaggedFilter(QSortFilterProxyModel):
             return True
         d = self.sourceModel().decision(source_row)
         return bool(d and (d.flagged or d.second_look))
+
+    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:
+        """Study order for the number column; exact probabilities, slices without one first; text otherwise."""
+        if left.column() == 0:
+            return left.row() < right.row()
+        a, b = left.data(), right.data()
+        if left.column() == P_COLUMN:
+            return (-1.0 if a is None else a) < (-1.0 if b is None else b)
+        return (a or "") < (b or "")
 
     def slice_at(self, row: int) -> int:
         return self.mapToSource(self.index(row, 0)).row()
@@ -131,13 +157,14 @@ class SliceList(QWidget):
         self.table = QTableView()
         self.table.setObjectName("sliceTable")
         self.table.setModel(self.proxy)
+        self.p_delegate = ProbabilityDelegate(self.table)
+        self.table.setItemDelegateForColumn(P_COLUMN, self.p_delegate)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
-        # Unsorted until the reader clicks a column: the study order is the slice order, and sorting a long
-        # study on every reset costs tens of thousands of calls into the model.
+        # Unsorted until the reader clicks a column: the study order is the slice order.
         header.setSortIndicator(-1, Qt.AscendingOrder)
         self.table.setSortingEnabled(True)
         # Sizing to contents would measure every row of a long study on each update.
@@ -168,11 +195,11 @@ class SliceList(QWidget):
 
     def show_session(self, session: Session, rows: Iterable[int] | None = None) -> None:
         """The rows of the given slices (all when None) and the summary, from the session."""
-        self.model.refresh(rows)  # the proxy filters and sorts the changed rows again by itself (dynamicSortFilter)
+        decisions = session.decisions()  # once: this runs after every chunk of a triage
+        self.model.refresh(rows, decisions)
         n, done = len(session.slices), len(session.results)
-        decisions = session.decisions().values()  # once: this runs after every chunk of a triage
-        flagged = sum(1 for d in decisions if d.flagged)
-        outside = sum(1 for d in decisions if d.out_of_scope)
+        flagged = sum(1 for d in decisions.values() if d.flagged)
+        outside = sum(1 for d in decisions.values() if d.out_of_scope)
         gated = "included by probability" if session.include_out_of_scope else "not flagged"
         best = max((r.probability for r in session.results.values()), default=None)
         self.summary.setText(f"{flagged} of {n} slices flagged"
