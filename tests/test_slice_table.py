@@ -91,3 +91,19 @@ def test_probabilities_show_three_decimals_and_sort_by_their_exact_value(slice_l
     shown = [slice_list.p_delegate.displayText(slice_list.proxy.index(r, P_COLUMN).data(), QLocale()) for r in range(3)]
     assert shown == ["0.123", "0.123", "0.900"]
     assert np.isclose(slice_list.proxy.index(2, P_COLUMN).data(), 0.9)
+
+
+def test_a_long_study_is_named_in_batches_and_a_newer_session_wins(slice_list, qtbot):
+    def named(n: int, prefix: str) -> Session:
+        return Session([Slice(Path(f"/nowhere/{prefix}{i:04d}.png"), np.zeros((4, 4), np.uint8)) for i in range(n)])
+
+    model = slice_list.model
+    model.set_session(named(700, "a"))
+    assert model.index(0, 1).data() == "a0000.png"  # the first rows at once
+    newer = named(300, "b")
+    model.set_session(newer)  # before the first one's names are all written
+    qtbot.waitUntil(lambda: model.index(299, 1).data() is not None)
+    qtbot.wait(50)  # room for any batch of the first session still queued
+    assert model.rowCount() == 300
+    assert [model.index(r, 0).data() for r in range(300)] == list(range(1, 301))
+    assert [model.index(r, 1).data() for r in range(300)] == [s.label for s in newer.slices]
