@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QColor, QStandardItemModel
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QStyledItemDelegate, QTableView,
                                QVBoxLayout, QWidget)
 
