@@ -45,6 +45,16 @@ def model_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny(model_dir):
+    """The tiny CNN of `model_dir`, loaded once per test module."""
+    from brainmri_desktop.core.inference import LoadedModel
+    from brainmri_desktop.core.model_choice import find_model
+    from brainmri_desktop.core.packages import discover
+
+    return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
+
+
 def requires_data(*parts: str):
     path = DATA.joinpath(*parts)
     return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (build it with ../shared/tools/get-data)")

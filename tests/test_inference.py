@@ -14,11 +14,6 @@ from .synthetic import head_image
 
 
 @pytest.fixture(scope="module")
-def tiny(model_dir):
-    return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
-
-
-@pytest.fixture(scope="module")
 def inputs(tiny):
     spec = tiny.manifest.preprocessing
     return [preprocess_values(head_image(80, 60 + 4 * i, tumour=(40, 30, 3 + i % 4), seed=i), None, spec)

@@ -26,11 +26,6 @@ from .synthetic import blob_image, head_image
 KINDS = ("none", "small", "large")  # slice i of _slices carries KINDS[i % 3]: tiny-cnn flags large at 0.5, small at 0.2
 
 
-@pytest.fixture(scope="module")
-def tiny(model_dir):
-    return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
-
-
 SCOUT = ScopeVerdict(OUT, Kind.LOCALISER, "a scout image", Evidence.HEADERS)
 
 

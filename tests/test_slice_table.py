@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QLocale, Qt
 
-from brainmri_desktop.core.inference import LoadedModel, SliceResult, TTAConfig
+from brainmri_desktop.core.inference import SliceResult, TTAConfig
 from brainmri_desktop.core.io.slices import Slice
-from brainmri_desktop.core.model_choice import find_model
-from brainmri_desktop.core.packages import discover
 from brainmri_desktop.core.scope import OUT, Evidence, Kind, ScopeVerdict, rule_check
 from brainmri_desktop.core.session import Session
 from brainmri_desktop.ui.slice_table import OUT_OF_SCOPE_COLOUR, P_COLUMN, SliceList
@@ -20,11 +18,6 @@ from brainmri_desktop.ui.slice_table import OUT_OF_SCOPE_COLOUR, P_COLUMN, Slice
 from .synthetic import blob_image
 
 SCOUT = ScopeVerdict(OUT, Kind.LOCALISER, "a scout image", Evidence.HEADERS)
-
-
-@pytest.fixture(scope="module")
-def tiny(model_dir):
-    return LoadedModel.load(find_model(discover([model_dir]), "tiny-cnn"))
 
 
 def _session(n: int, scouts: tuple[int, ...] = ()) -> Session:
