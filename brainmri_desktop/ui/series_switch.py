@@ -5,6 +5,8 @@ background (see TriageController.run), so switching finds them done; each series
 
 from __future__ import annotations
 
+from PySide6.QtCore import QSignalBlocker
+
 from ..core.review import ReviewStore
 from ..core.scope import series_verdict
 from ..core.session import Session, Study
@@ -50,7 +52,10 @@ class SeriesSwitch:
         w.slice_list.show_session(session, set())  # the summary
         w.strip.show_session(session)
         w.update_title()
-        w.select_slice(w.tools.enter_series(uid, session.slices[0]))
+        # The series' own window is shown with its slice, once: the bar's change would draw the slice before that.
+        with QSignalBlocker(w.tools.window_bar):
+            index = w.tools.enter_series(uid, session.slices[0])
+        w.select_slice(index)
         w.tools.restore_series(uid)
         # The line said how the last run went, maybe another series': it now says where this one stands.
         w.status.setText(f"{series_name(session)}: {len(session.results)} of {len(session.slices)} slices triaged")

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QStandardItemModel
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QStyledItemDelegate, QTableView,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from ..core.session import Decision, Session
 
@@ -24,6 +23,9 @@ P_COLUMN, FLAG_COLUMN = 2, 3
 NAMES_PER_TURN = 128  # rows numbered and named per turn of the event loop (about 2 ms here)
 # On the flag cell: "1" when the 'flagged only' view shows the row (the proxy filters on it in C++, not in Python).
 SHOWN_FLAGGED_ROLE = Qt.UserRole + 1
+# On the probability cell: the exact probability, which the column sorts by (the text shows three decimals, and
+# rounding would make ties). Written as text rather than formatted by a delegate: a paint then calls no Python.
+EXACT_ROLE = Qt.UserRole + 2
 
 
 class SliceTableModel(QStandardItemModel):
@@ -91,7 +93,8 @@ class SliceTableModel(QStandardItemModel):
         s = self._session
         for row in rows:
             r, d, mark = s.results.get(row), decisions.get(row), s.marks.get(row)
-            self.setData(self.index(row, P_COLUMN), r.probability if r else None)
+            self.setData(self.index(row, P_COLUMN), f"{r.probability:.3f}" if r else None)
+            self.setData(self.index(row, P_COLUMN), r.probability if r else None, EXACT_ROLE)
             flag = (FLAG if d and d.flagged else "") + (SECOND if d and d.second_look else "")
             flag += OUT if d and d.out_of_scope else ""
             self.setData(self.index(row, FLAG_COLUMN), flag + (f" {mark.verdict}" if mark else ""))
@@ -118,14 +121,6 @@ class SliceTableModel(QStandardItemModel):
         return f"Outside what the model was trained on: {reason}.{gated}", True
 
 
-class ProbabilityDelegate(QStyledItemDelegate):
-    """Three decimals on screen; the model keeps the exact probability, which the column sorts by (rounding would
-    make ties)."""
-
-    def displayText(self, value, locale) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else super().displayText(value, locale)
-
-
 class FlaggedFilter(QSortFilterProxyModel):
     """Sorting, and the 'flagged only' view: slices over the threshold or that need a second look."""
 
@@ -142,10 +137,10 @@ class FlaggedFilter(QSortFilterProxyModel):
         """Study order for the number column; exact probabilities, slices without one first; text otherwise."""
         if left.column() == 0:
             return left.row() < right.row()
-        a, b = left.data(), right.data()
         if left.column() == P_COLUMN:
+            a, b = left.data(EXACT_ROLE), right.data(EXACT_ROLE)
             return (-1.0 if a is None else a) < (-1.0 if b is None else b)
-        return (a or "") < (b or "")
+        return (left.data() or "") < (right.data() or "")
 
     def slice_at(self, row: int) -> int:
         return self.mapToSource(self.index(row, 0)).row()
@@ -167,8 +162,6 @@ class SliceList(QWidget):
         self.table = QTableView()
         self.table.setObjectName("sliceTable")
         self.table.setModel(self.proxy)
-        self.p_delegate = ProbabilityDelegate(self.table)
-        self.table.setItemDelegateForColumn(P_COLUMN, self.p_delegate)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -183,6 +176,7 @@ class SliceList(QWidget):
         for column, width in ((0, 48), (2, 56), (3, 72)):
             header.resizeSection(column, width)
         self.table.setMinimumWidth(300)
+        self._selected = -1  # the slice the window showed last
         self.table.selectionModel().selectionChanged.connect(self._selection)
         self.flagged_only = QCheckBox("flagged only")
         self.flagged_only.toggled.connect(self.proxy.set_flagged_only)
@@ -195,10 +189,13 @@ class SliceList(QWidget):
 
     def _selection(self, *_) -> None:
         rows = self.table.selectionModel().selectedRows()
-        if rows:
-            self.sliceChosen.emit(self.proxy.slice_at(rows[0].row()))
+        if rows and (index := self.proxy.slice_at(rows[0].row())) != self._selected:
+            self.sliceChosen.emit(index)
 
     def select(self, index: int) -> None:
+        """Shows the window's slice as selected; only the reader's own choice of a row is announced (an echo would
+        have the window draw the slice a second time)."""
+        self._selected = index
         row = self.proxy.row_of(index)
         if row >= 0 and self.table.currentIndex().row() != row:
             self.table.selectRow(row)
